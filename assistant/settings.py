@@ -1,0 +1,72 @@
+"""One `Settings`: every default in one block, read from `MIANJING_*` variables once, CLI flags on top.
+
+Stage functions never read the environment; the CLI builds a Settings and passes its values down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from retriever.e5 import E5_NAME
+
+BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: Path = BUNDLED_CORPUS  # the notes folder (.md/.txt, recursive)
+    index: Path | None = None  # index folder; None = <cache>/index/<corpus name>-<hash of its path>
+    cache: Path = Path("~/.cache/mianjing").expanduser()  # converted models, indexes
+    embed_model: str = E5_NAME  # a sentence-transformers name or folder; default: bundled e5-small
+    reranker: str = "BAAI/bge-reranker-base"  # CrossEncoder name (HF cache) or folder; "" = none
+    mode: str = "hybrid"  # bm25 | dense | hybrid | rerank
+    k: int = 10  # hits to return
+    candidates: int = 50  # per-retriever list length fed to fusion
+    rerank_candidates: int = 20  # fused hits the cross-encoder reorders
+    rrf_k: int = 60  # reciprocal rank fusion constant
+    unanswered_weight: float = 0.5  # score factor for passages without an answer (question lists)
+    max_chars: int = 800  # longest chunk before splitting at sentence ends
+    overlap: int = 100  # characters repeated between the parts of a split chunk
+    min_chars: int = 60  # shorter units join their neighbour
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+    @property
+    def index_dir(self) -> Path:
+        if self.index is not None:
+            return self.index
+        where = hashlib.sha256(str(self.corpus.resolve()).encode()).hexdigest()[:8]
+        return self.cache / "index" / f"{self.corpus.resolve().name}-{where}"
+
+
+ENV = {  # variable -> field
+    "MIANJING_CORPUS": "corpus", "MIANJING_INDEX": "index", "MIANJING_CACHE": "cache",
+    "MIANJING_EMBED_MODEL": "embed_model", "MIANJING_RERANKER": "reranker", "MIANJING_MODE": "mode",
+    "MIANJING_K": "k", "MIANJING_THREADS": "threads",
+}
+
+
+def from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Settings from MIANJING_* variables, then `overrides` (None values ignored)."""
+    environ = dict(os.environ) if environ is None else environ
+    types = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, object] = {}
+    for var, name in ENV.items():
+        if environ.get(var):
+            values[name] = _convert(environ[var], types[name])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for name in ("corpus", "index", "cache"):
+        if isinstance(values.get(name), str | Path):
+            values[name] = Path(values[name]).expanduser()  # type: ignore[arg-type]
+    return replace(Settings(), **values)  # type: ignore[arg-type]
+
+
+def _convert(raw: str, kind: object) -> object:
+    kind = str(kind)
+    if kind.startswith("int"):
+        return int(raw)
+    if kind.startswith("float"):
+        return float(raw)
+    return raw

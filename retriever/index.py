@@ -1,0 +1,211 @@
+"""The persistent index: chunks, their BM25 tokens and vectors, and a manifest, in one folder.
+
+Layout of the index folder:
+- `index.npz`: the whole index in one file (vectors + a JSON blob of manifest, chunks and tokens), written
+  under a temporary name and renamed, so an interrupted ingest leaves the previous index whole;
+- `manifest.json`: a readable copy of the manifest (settings, a sha256 per note file, counts, build time).
+
+`ingest` re-chunks and re-embeds only new or changed files and drops deleted ones; an index built with other
+settings (embedding model, chunk sizes, tokenizer version) is rebuilt from scratch, never mixed.
+
+Does not: lock against two concurrent ingests of the same folder (the last rename wins, both are whole).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ingest.chunk import Chunk, chunk_note
+from ingest.load import CorpusError, Note, load_notes
+from retriever.bm25 import BM25
+from retriever.dense import VectorIndex
+from retriever.tokenize import tokenize
+
+FORMAT = 1
+TOKENIZER = "jieba-terms-2"  # bump when tokenize() changes: stored tokens are then stale
+INDEX_FILE = "index.npz"
+
+
+class IndexUnusable(Exception):
+    """The index folder holds no usable index (missing, corrupted, half-written)."""
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    embed_model: str
+    max_chars: int = 800
+    overlap: int = 100
+    min_chars: int = 60
+    tokenizer: str = TOKENIZER
+
+
+@dataclass
+class Index:
+    """Chunks with their tokens and vectors, aligned by position."""
+
+    chunks: list[Chunk]
+    tokens: list[list[str]]
+    vectors: np.ndarray
+    manifest: dict = field(default_factory=dict)
+
+    @cached_property
+    def bm25(self) -> BM25:
+        return BM25(self.tokens)
+
+    @cached_property
+    def vector_index(self) -> VectorIndex:
+        return VectorIndex(self.vectors)
+
+    @cached_property
+    def position(self) -> dict[str, int]:
+        return {c.id: i for i, c in enumerate(self.chunks)}
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    files: int
+    chunks: int
+    added: list[str]
+    changed: list[str]
+    deleted: list[str]
+    unchanged: int
+    rebuilt: str  # why everything was rebuilt ("" when incremental)
+    seconds: float
+
+
+def load(index_dir: Path) -> Index:
+    """Read the index; IndexUnusable with a one-line reason when there is none or it is broken."""
+    path = index_dir / INDEX_FILE
+    if not path.is_file():
+        raise IndexUnusable(f"no index in {index_dir}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode("utf-8"))
+            vectors = np.array(data["vectors"], dtype=np.float32)
+        chunks = [Chunk(**{**c, "heading": tuple(c["heading"])}) for c in meta["chunks"]]
+        if meta["manifest"]["format"] != FORMAT or not len(chunks) == len(vectors) == len(meta["tokens"]):
+            raise ValueError("inconsistent contents")
+    except Exception as e:  # noqa: BLE001 - any damage means the same: rebuild
+        raise IndexUnusable(f"index in {index_dir} is unreadable ({type(e).__name__}: {e})") from e
+    return Index(chunks, meta["tokens"], vectors, meta["manifest"])
+
+
+def save(index: Index, index_dir: Path) -> None:
+    """Write index.npz and manifest.json, each to a temporary name first, then rename."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"manifest": index.manifest, "chunks": [asdict(c) for c in index.chunks], "tokens": index.tokens}
+    blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+    _atomic_write(index_dir / INDEX_FILE, lambda f: np.savez(f, vectors=index.vectors, meta=blob))
+    text = json.dumps(index.manifest, ensure_ascii=False, indent=1).encode("utf-8")
+    _atomic_write(index_dir / "manifest.json", lambda f: f.write(text))
+
+
+def _atomic_write(path: Path, write: Callable) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def ingest(
+    corpus: Path,
+    index_dir: Path,
+    settings: IndexSettings,
+    *,
+    embedder: Callable[[], object],
+    warn: Callable[[str], None] = print,
+    progress: bool = False,
+) -> tuple[Index, IngestReport]:
+    """Bring the index in `index_dir` up to date with the notes in `corpus`.
+
+    `embedder` is called only when something must be embedded, so an unchanged corpus loads no model.
+    """
+    began = time.perf_counter()
+    notes = load_notes(corpus, warn=warn)
+    if not notes:
+        raise CorpusError(f"no readable .md or .txt notes in {corpus}")
+    old, rebuilt = _reusable(index_dir, settings, warn)
+    old_files = old.manifest["files"] if old else {}
+    keep = {n.source for n in notes if old_files.get(n.source, {}).get("sha256") == n.sha256}
+    fresh = [n for n in notes if n.source not in keep]
+    chunks, tokens, vectors = _kept(old, keep) if old else ([], [], [])
+    new_chunks = [c for note in fresh for c in chunk_note(note, **_chunk_args(settings))]
+    if new_chunks:
+        model = embedder()
+        new_vectors = model.passages([c.indexed for c in new_chunks], progress=progress)  # type: ignore
+        chunks, tokens = chunks + new_chunks, tokens + [tokenize(c.indexed) for c in new_chunks]
+        vectors = vectors + [new_vectors]
+    deleted = sorted(set(old_files) - {n.source for n in notes})
+    report = IngestReport(
+        files=len(notes), chunks=len(chunks),
+        added=sorted(n.source for n in fresh if n.source not in old_files),
+        changed=sorted(n.source for n in fresh if n.source in old_files),
+        deleted=deleted, unchanged=len(keep), rebuilt=rebuilt, seconds=0.0,
+    )
+    if old and not fresh and not deleted:
+        return old, _timed(report, began)
+    order = sorted(range(len(chunks)), key=lambda i: (chunks[i].source, chunks[i].start))
+    index = Index(
+        [chunks[i] for i in order], [tokens[i] for i in order],
+        np.concatenate(vectors)[order] if vectors else np.zeros((0, 1), np.float32),
+        _manifest(corpus, settings, notes, chunks),
+    )
+    save(index, index_dir)
+    return index, _timed(report, began)
+
+
+def _reusable(index_dir: Path, settings: IndexSettings, warn: Callable[[str], None]) -> tuple[Index | None, str]:
+    """The old index when it can be updated in place, else (None, why it is rebuilt)."""
+    if not (index_dir / INDEX_FILE).exists():
+        return None, "new index"
+    try:
+        old = load(index_dir)
+    except IndexUnusable as e:
+        warn(f"mianjing: {e}; rebuilding it")
+        return None, "unreadable index"
+    if old.manifest.get("settings") != asdict(settings):
+        return None, "settings changed"
+    return old, ""
+
+
+def _kept(old: Index, keep: set[str]) -> tuple[list[Chunk], list[list[str]], list[np.ndarray]]:
+    rows = [i for i, c in enumerate(old.chunks) if c.source in keep]
+    return [old.chunks[i] for i in rows], [old.tokens[i] for i in rows], [old.vectors[rows]]
+
+
+def _chunk_args(settings: IndexSettings) -> dict[str, int]:
+    return {"max_chars": settings.max_chars, "overlap": settings.overlap, "min_chars": settings.min_chars}
+
+
+def _manifest(corpus: Path, settings: IndexSettings, notes: list[Note], chunks: list[Chunk]) -> dict:
+    per_file: dict[str, int] = {}
+    for c in chunks:
+        per_file[c.source] = per_file.get(c.source, 0) + 1
+    return {
+        "format": FORMAT,
+        "settings": asdict(settings),
+        "corpus": str(corpus.resolve()),
+        "files": {n.source: {"sha256": n.sha256, "chars": len(n.text), "chunks": per_file.get(n.source, 0)}
+                  for n in notes},
+        "chunks": len(chunks),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _timed(report: IngestReport, began: float) -> IngestReport:
+    return IngestReport(**{**asdict(report), "seconds": round(time.perf_counter() - began, 3)})

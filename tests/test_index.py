@@ -1,0 +1,115 @@
+"""Ingest: incremental updates, deletions, interruption, changed settings, broken index files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from retriever import index as index_
+from tests.conftest import HashEmbedder
+
+SETTINGS = index_.IndexSettings(embed_model="hash-test")
+
+
+def ingest(notes: Path, where: Path, embedder: HashEmbedder, settings: index_.IndexSettings = SETTINGS):
+    return index_.ingest(notes, where, settings, embedder=lambda: embedder, warn=lambda _: None)
+
+
+def test_build_then_load_round_trip(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    built, report = ingest(notes, tmp_path / "ix", embedder)
+    assert report.rebuilt == "new index" and report.files == 6 and report.chunks == len(built.chunks)
+    loaded = index_.load(tmp_path / "ix")
+    assert loaded.chunks == built.chunks and loaded.tokens == built.tokens
+    assert (loaded.vectors == built.vectors).all()
+    assert set(loaded.manifest["files"]) == {"bold.txt", "empty.md", "gbk.md", "heading.md",
+                                             "sub/numbered.md", "table_formula.md"}
+    assert (tmp_path / "ix" / "manifest.json").is_file()
+
+
+def test_unchanged_corpus_embeds_nothing(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    before = embedder.calls
+    _, report = ingest(notes, tmp_path / "ix", embedder)
+    assert embedder.calls == before and report.unchanged == 6 and not report.added + report.changed
+
+
+def test_changed_file_is_the_only_one_reembedded(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    first, _ = ingest(notes, tmp_path / "ix", embedder)
+    (notes / "bold.txt").write_text("**1、新问题：什么是 DPO？**\n\nDPO 直接用偏好数据优化策略，不需要奖励模型。\n",
+                                    encoding="utf-8")
+    before = embedder.calls
+    index, report = ingest(notes, tmp_path / "ix", embedder)
+    assert report.changed == ["bold.txt"] and embedder.calls - before == 1
+    assert [c.heading[-1] for c in index.chunks if c.source == "bold.txt"] == ["1、新问题：什么是 DPO？"]
+    others = [c for c in first.chunks if c.source != "bold.txt"]
+    assert [c for c in index.chunks if c.source != "bold.txt"] == others
+
+
+def test_deleted_and_added_files(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    (notes / "heading.md").unlink()
+    (notes / "new.md").write_text("## LoRA 是什么？\n\n低秩分解的增量矩阵，只训练 A、B 两个小矩阵。\n", encoding="utf-8")
+    index, report = ingest(notes, tmp_path / "ix", embedder)
+    assert report.deleted == ["heading.md"] and report.added == ["new.md"]
+    assert {c.source for c in index.chunks} == {"bold.txt", "gbk.md", "new.md", "sub/numbered.md",
+                                                 "table_formula.md"}
+    assert len(index.vectors) == len(index.chunks)
+
+
+def test_interrupted_ingest_leaves_the_old_index_whole(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    first, _ = ingest(notes, tmp_path / "ix", embedder)
+    (notes / "heading.md").write_text("## 改过的问题？\n\n改过的答案，内容更新了。\n", encoding="utf-8")
+
+    class Crash(HashEmbedder):
+        def passages(self, texts, *, progress=False):  # type: ignore[no-untyped-def]
+            raise KeyboardInterrupt  # the user pressed Ctrl-C while embedding
+
+    with pytest.raises(KeyboardInterrupt):
+        ingest(notes, tmp_path / "ix", Crash())
+    assert index_.load(tmp_path / "ix").chunks == first.chunks
+    assert not [p for p in (tmp_path / "ix").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_interrupted_write_leaves_no_half_file(notes: Path, tmp_path: Path, embedder: HashEmbedder,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    first, _ = ingest(notes, tmp_path / "ix", embedder)
+    (notes / "extra.md").write_text("## 新增？\n\n新增的答案内容在这里。\n", encoding="utf-8")
+
+    def die(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(index_.os, "replace", die)
+    with pytest.raises(OSError):
+        ingest(notes, tmp_path / "ix", embedder)
+    monkeypatch.undo()
+    assert index_.load(tmp_path / "ix").chunks == first.chunks
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == ["index.npz", "manifest.json"]
+
+
+def test_changed_settings_rebuild_everything(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    before = embedder.calls
+    other = index_.IndexSettings(embed_model="hash-test", max_chars=300)
+    index, report = ingest(notes, tmp_path / "ix", embedder, other)
+    assert report.rebuilt == "settings changed" and embedder.calls - before == len(index.chunks)
+    assert index_.load(tmp_path / "ix").manifest["settings"]["max_chars"] == 300
+
+
+def test_corrupted_index_is_reported_then_rebuilt(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    path = tmp_path / "ix" / "index.npz"
+    path.write_bytes(path.read_bytes()[: 500])  # half-written by something else
+    with pytest.raises(index_.IndexUnusable, match="unreadable"):
+        index_.load(tmp_path / "ix")
+    warnings: list[str] = []
+    index, report = index_.ingest(notes, tmp_path / "ix", SETTINGS, embedder=lambda: embedder,
+                                  warn=warnings.append)
+    assert report.rebuilt == "unreadable index" and index.chunks
+    assert any("unreadable" in w and "rebuilding" in w for w in warnings)
+
+
+def test_empty_corpus_is_an_error(tmp_path: Path, embedder: HashEmbedder) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(index_.CorpusError, match="no readable"):
+        ingest(tmp_path / "empty", tmp_path / "ix", embedder)

@@ -1,0 +1,1 @@
+"""Front ends: the `mianjing` CLI and the Streamlit app."""
