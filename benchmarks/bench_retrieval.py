@@ -1,0 +1,91 @@
+"""Retrieval benchmark: full ingest, no-change re-ingest, warm search latency per mode, peak memory.
+
+    python benchmarks/bench_retrieval.py [--corpus DIR] [--questions eval/data/dev.jsonl] [--repeat 3]
+
+Prints a markdown table with the machine it ran on. Ingest goes to a fresh temporary index folder; the
+converted embedding model is reused from the cache (its one-time conversion is timed separately if absent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from assistant.retrieval import Searcher  # noqa: E402
+from assistant.settings import from_env  # noqa: E402
+from retriever.e5 import E5_NAME, e5_folder, ensure_e5  # noqa: E402
+from retriever.search import MODES  # noqa: E402
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    return statistics.median(values), cuts[18]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    ap.add_argument("--questions", type=Path, default=REPO / "eval" / "data" / "dev.jsonl")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rows: list[tuple[str, str]] = []
+    settings = from_env(corpus=args.corpus)
+    if settings.embed_model == E5_NAME and not (e5_folder(settings.cache) / "converted.json").exists():
+        t = time.perf_counter()
+        ensure_e5(settings.cache, progress=True)
+        rows.append(("one-time e5 conversion", f"{time.perf_counter() - t:.1f} s"))
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = from_env(corpus=args.corpus, index=Path(tmp) / "index")
+        t = time.perf_counter()
+        searcher = Searcher(settings, warn=lambda _: None)  # no index yet: builds it
+        rows.append(("full ingest (in process, incl. model load)", f"{time.perf_counter() - t:.1f} s, "
+                     f"{len(searcher.index.chunks)} chunks"))
+        t = time.perf_counter()
+        _, report = searcher.ingest()
+        rows.append(("re-ingest, nothing changed (in process)", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
+        env = {**os.environ, "MIANJING_CORPUS": str(args.corpus), "MIANJING_INDEX": str(Path(tmp) / "index")}
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "ui.cli", "ingest"], cwd=REPO, env=env, check=True,
+                       capture_output=True)
+        rows.append(("re-ingest, nothing changed (`mianjing ingest`, whole process)",
+                     f"{time.perf_counter() - t:.2f} s"))
+        questions = [json.loads(line)["question"] for line in args.questions.read_text().splitlines() if line]
+        for mode in MODES:
+            searcher.search(questions[0], mode=mode)  # warm: models loaded, caches filled
+            times = []
+            for _ in range(args.repeat):
+                for q in questions:
+                    t = time.perf_counter()
+                    result = searcher.search(q, mode=mode)
+                    times.append((time.perf_counter() - t) * 1000)
+            p50, p95 = percentiles(times)
+            note = f" (reranker off: {result.reranker})" if result.reranker else ""
+            rows.append((f"search `{mode}` warm, {len(times)} queries", f"p50 {p50:.1f} ms, p95 {p95:.1f} ms{note}"))
+    rows.append(("peak RSS", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"))
+    print(f"\nmachine: {machine()}; date: {time.strftime('%Y-%m-%d')}\n")
+    print("| measure | value |\n| --- | --- |")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Tokenizer, BM25, fusion, the search modes and the real CrossEncoder path on a tiny model."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from rank_bm25 import BM25Okapi
+
+from retriever import index as index_
+from retriever.bm25 import BM25, top
+from retriever.fuse import rrf
+from retriever.rerank import load_reranker, locate
+from retriever.search import as_json, search
+from retriever.tokenize import tokenize
+from tests.conftest import HashEmbedder
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("ZeRO-3 是什么？", ["zero3", "zero", "3"]),
+        ("RMSNorm和LayerNorm的区别", ["rmsnorm", "layernorm"]),
+        ("Qwen2.5 用了 LoRA 吗", ["qwen2.5", "lora"]),
+        ("KV Cache", ["kv", "cache", "kvcache"]),
+        ("how does the KV-Cache work", ["kvcache", "kv", "cache", "work", "cachework"]),
+    ],
+)
+def test_tokenize_keeps_terms_whole_and_drops_function_words(text: str, expected: list[str]) -> None:
+    assert tokenize(text) == expected
+
+
+def test_tokenize_spellings_of_a_term_meet() -> None:
+    assert "kvcache" in tokenize("KVCache") and "kvcache" in tokenize("KV Cache")
+    assert "zero3" in tokenize("zero3") and "zero3" in tokenize("ZeRO-3")
+
+
+def test_bm25_matches_rank_bm25_reference() -> None:
+    docs = [["注意力", "机制", "softmax"], ["lora", "低秩"], ["softmax", "溢出", "softmax"]]
+    ours = BM25(docs).scores(["softmax"])
+    reference = BM25Okapi(docs).get_scores(["softmax"])
+    assert ours.tolist() == pytest.approx(reference.tolist(), rel=1e-5)
+    assert [i for i, _ in top(ours, 5)] == [2, 0]  # zero scores are not hits
+
+
+def test_bm25_empty_query_and_empty_corpus() -> None:
+    assert BM25([["a"]]).scores([]).tolist() == [0.0]
+    assert BM25([]).scores(["a"]).tolist() == []
+
+
+def test_rrf_by_hand() -> None:
+    fused = rrf([[3, 1], [1, 2]], k=60)
+    assert fused == pytest.approx({3: 1 / 61, 1: 1 / 62 + 1 / 61, 2: 1 / 62})
+    assert rrf([[5, 5, 6]], k=60) == pytest.approx({5: 1 / 61, 6: 1 / 62})  # a repeat counts once
+
+
+@pytest.fixture
+def index(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> index_.Index:
+    built, _ = index_.ingest(notes, tmp_path / "ix", index_.IndexSettings(embed_model="hash-test"),
+                             embedder=lambda: embedder, warn=lambda _: None)
+    return built
+
+
+@pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
+def test_modes_find_the_answering_passage(index: index_.Index, embedder: HashEmbedder, mode: str) -> None:
+    result = search(index, "ZeRO-3 和 ZeRO-2 有什么区别", mode=mode, k=3, embedder=embedder)
+    assert result.hits[0].chunk.heading[-1] == "3、ZeRO-3 和 ZeRO-2 的区别"
+    scores = result.hits[0].scores
+    assert (scores["bm25"] is not None) == (mode != "dense")
+    assert (scores["dense"] is not None) == (mode != "bm25")
+    assert (scores["fused"] is not None) == (mode == "hybrid") and scores["rerank"] is None
+
+
+def test_unanswered_passages_rank_below_answers(index: index_.Index, embedder: HashEmbedder) -> None:
+    strict = search(index, "Flash Attention 原理", mode="bm25", k=10, unanswered_weight=0.0)
+    assert strict.hits[-1].chunk.has_answer is False or all(h.chunk.has_answer for h in strict.hits)
+    flags = [h.chunk.has_answer for h in strict.hits]
+    assert flags == sorted(flags, reverse=True)
+
+
+def test_json_shape(index: index_.Index, embedder: HashEmbedder) -> None:
+    out = as_json(search(index, "KV Cache", mode="hybrid", k=2, embedder=embedder))
+    assert set(out) == {"query", "mode", "hits", "timings_ms"}
+    hit = out["hits"][0]
+    assert {"rank", "id", "source", "start", "end", "heading", "text", "score", "scores"} <= set(hit)
+    assert set(hit["scores"]) == {"bm25", "dense", "fused", "rerank"} and hit["rank"] == 1
+
+
+def tiny_cross_encoder(folder: Path) -> Path:
+    """A random 2-layer BERT cross-encoder with a character vocabulary, saved like a hub model."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    chars = sorted(set("".join((Path(__file__).parent / "fixtures" / "notes" / n).read_text()
+                               for n in ("heading.md", "bold.txt"))) - set(" \n"))
+    (folder).mkdir(parents=True)
+    (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]))
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), tokenize_chinese_chars=True)
+    config = BertConfig(vocab_size=len(chars) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=1)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_rerank_runs_the_real_cross_encoder(index: index_.Index, embedder: HashEmbedder, tmp_path: Path) -> None:
+    reranker, reason = load_reranker(str(tiny_cross_encoder(tmp_path / "ce")))
+    assert reranker is not None, reason
+    result = search(index, "KV Cache 是什么", mode="rerank", k=5, embedder=embedder, reranker=reranker,
+                    rerank_candidates=5)
+    assert all(h.scores["rerank"] is not None for h in result.hits)
+    answered = [h.scores["rerank"] for h in result.hits if h.chunk.has_answer]
+    assert answered == sorted(answered, reverse=True)
+    assert "rerank" in result.timings_ms and not result.reranker
+
+
+def test_unavailable_reranker_is_found_out_fast_and_fused_order_kept(
+    index: index_.Index, embedder: HashEmbedder, tmp_path: Path
+) -> None:
+    t = time.perf_counter()
+    reranker, reason = load_reranker("mianjing-test/no-such-reranker")
+    assert time.perf_counter() - t < 5 and reranker is None and "not in the Hugging Face cache" in reason
+    assert locate(str(tmp_path / "missing")).reason.startswith("folder not found")
+    result = search(index, "KV Cache", mode="rerank", k=3, embedder=embedder, reranker_reason=reason)
+    hybrid = search(index, "KV Cache", mode="hybrid", k=3, embedder=embedder)
+    assert [h.chunk.id for h in result.hits] == [h.chunk.id for h in hybrid.hits]
+    assert result.reranker == reason and result.hits[0].scores["rerank"] is None
