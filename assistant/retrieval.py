@@ -10,7 +10,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
+import numpy as np
+
 from assistant.settings import Settings
+from ingest.load import note_paths
 from retriever import index as index_
 from retriever.dense import Embedder
 from retriever.rerank import Reranker, load_reranker
@@ -26,17 +29,19 @@ def index_settings(settings: Settings) -> index_.IndexSettings:
 
 class Searcher:
     def __init__(self, settings: Settings, *, warn: Callable[[str], None] | None = None,
-                 embedder: Embedder | None = None) -> None:
+                 embedder: Embedder | None = None, build: bool = True) -> None:
+        """Open the index; with `build`, an absent or unreadable index is built first."""
         self.settings = settings
         self.warn = warn or (lambda line: print(line, file=sys.stderr))
         self._embedder = embedder  # loaded on first need unless given
         self._reranker: tuple[Reranker | None, str] | None = None
-        self.index = self._open()
+        self.index = self._open() if build else index_.Index([], [], np.zeros((0, 1), np.float32))
 
     def _open(self) -> index_.Index:
         try:
             return index_.load(self.settings.index_dir)
         except index_.IndexUnusable as e:
+            note_paths(self.settings.corpus)  # a missing notes folder is the error to report, not the index
             self.warn(f"mianjing: {e}; building it from {self.settings.corpus}")
         return self.ingest()[0]
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "Loading weights" bars on every start
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from assistant.settings import Settings, from_env  # noqa: E402
 from ingest.load import CorpusError  # noqa: E402
@@ -54,8 +56,7 @@ def parser() -> argparse.ArgumentParser:
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.retrieval import Searcher
 
-    searcher = Searcher(settings)
-    _, report = searcher.ingest()
+    _, report = Searcher(settings, build=False).ingest()
     how = f"rebuilt ({report.rebuilt})" if report.rebuilt else "updated"
     print(f"mianjing: index {how}: {report.files} files, {report.chunks} chunks "
           f"(+{len(report.added)} new, {len(report.changed)} changed, -{len(report.deleted)} deleted, "
