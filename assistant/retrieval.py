@@ -22,14 +22,22 @@ from retriever.search import Result, search
 
 def index_settings(settings: Settings) -> index_.IndexSettings:
     return index_.IndexSettings(
-        embed_model=settings.embed_model, max_chars=settings.max_chars,
-        overlap=settings.overlap, min_chars=settings.min_chars,
+        embed_model=settings.embed_model,
+        max_chars=settings.max_chars,
+        overlap=settings.overlap,
+        min_chars=settings.min_chars,
     )
 
 
 class Searcher:
-    def __init__(self, settings: Settings, *, warn: Callable[[str], None] | None = None,
-                 embedder: Embedder | None = None, build: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        warn: Callable[[str], None] | None = None,
+        embedder: Embedder | None = None,
+        build: bool = True,
+    ) -> None:
         """Open the index; with `build`, an absent or unreadable index is built first."""
         self.settings = settings
         self.warn = warn or (lambda line: print(line, file=sys.stderr))
@@ -48,16 +56,21 @@ class Searcher:
     def ingest(self) -> tuple[index_.Index, index_.IngestReport]:
         """Update the index from the corpus; afterwards searches see the new notes."""
         self.index, report = index_.ingest(
-            self.settings.corpus, self.settings.index_dir, index_settings(self.settings),
-            embedder=lambda: self.embedder, warn=self.warn, progress=sys.stderr.isatty(),
+            self.settings.corpus,
+            self.settings.index_dir,
+            index_settings(self.settings),
+            embedder=lambda: self.embedder,
+            warn=self.warn,
+            progress=sys.stderr.isatty(),
         )
         return self.index, report
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(self.settings.embed_model, cache_dir=self.settings.cache,
-                                      threads=self.settings.threads)
+            self._embedder = Embedder(
+                self.settings.embed_model, cache_dir=self.settings.cache, threads=self.settings.threads
+            )
         return self._embedder
 
     @property
@@ -74,8 +87,15 @@ class Searcher:
         s = self.settings
         reranker, reason = self.reranker if mode == "rerank" else (None, "")
         return search(
-            self.index, query, mode=mode, k=k or s.k,
+            self.index,
+            query,
+            mode=mode,
+            k=k or s.k,
             embedder=self.embedder if mode != "bm25" else None,
-            reranker=reranker, reranker_reason=reason, candidates=s.candidates,
-            rerank_candidates=s.rerank_candidates, rrf_k=s.rrf_k, unanswered_weight=s.unanswered_weight,
+            reranker=reranker,
+            reranker_reason=reason,
+            candidates=s.candidates,
+            rerank_candidates=s.rerank_candidates,
+            rrf_k=s.rrf_k,
+            unanswered_weight=s.unanswered_weight,
         )

@@ -42,9 +42,14 @@ class Settings:
 
 
 ENV = {  # variable -> field
-    "MIANJING_CORPUS": "corpus", "MIANJING_INDEX": "index", "MIANJING_CACHE": "cache",
-    "MIANJING_EMBED_MODEL": "embed_model", "MIANJING_RERANKER": "reranker", "MIANJING_MODE": "mode",
-    "MIANJING_K": "k", "MIANJING_THREADS": "threads",
+    "MIANJING_CORPUS": "corpus",
+    "MIANJING_INDEX": "index",
+    "MIANJING_CACHE": "cache",
+    "MIANJING_EMBED_MODEL": "embed_model",
+    "MIANJING_RERANKER": "reranker",
+    "MIANJING_MODE": "mode",
+    "MIANJING_K": "k",
+    "MIANJING_THREADS": "threads",
 }
 
 

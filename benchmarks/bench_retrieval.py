@@ -31,8 +31,14 @@ from retriever.search import MODES  # noqa: E402
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
@@ -57,17 +63,26 @@ def main() -> None:
         settings = from_env(corpus=args.corpus, index=Path(tmp) / "index")
         t = time.perf_counter()
         searcher = Searcher(settings, warn=lambda _: None)  # no index yet: builds it
-        rows.append(("full ingest (in process, incl. model load)", f"{time.perf_counter() - t:.1f} s, "
-                     f"{len(searcher.index.chunks)} chunks"))
+        rows.append(
+            (
+                "full ingest (in process, incl. model load)",
+                f"{time.perf_counter() - t:.1f} s, {len(searcher.index.chunks)} chunks",
+            )
+        )
         t = time.perf_counter()
         _, report = searcher.ingest()
         rows.append(("re-ingest, nothing changed (in process)", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
         env = {**os.environ, "MIANJING_CORPUS": str(args.corpus), "MIANJING_INDEX": str(Path(tmp) / "index")}
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "ui.cli", "ingest"], cwd=REPO, env=env, check=True,
-                       capture_output=True)
-        rows.append(("re-ingest, nothing changed (`mianjing ingest`, whole process)",
-                     f"{time.perf_counter() - t:.2f} s"))
+        subprocess.run(
+            [sys.executable, "-m", "ui.cli", "ingest"], cwd=REPO, env=env, check=True, capture_output=True
+        )
+        rows.append(
+            (
+                "re-ingest, nothing changed (`mianjing ingest`, whole process)",
+                f"{time.perf_counter() - t:.2f} s",
+            )
+        )
         questions = [json.loads(line)["question"] for line in args.questions.read_text().splitlines() if line]
         for mode in MODES:
             searcher.search(questions[0], mode=mode)  # warm: models loaded, caches filled
@@ -79,7 +94,9 @@ def main() -> None:
                     times.append((time.perf_counter() - t) * 1000)
             p50, p95 = percentiles(times)
             note = f" (reranker off: {result.reranker})" if result.reranker else ""
-            rows.append((f"search `{mode}` warm, {len(times)} queries", f"p50 {p50:.1f} ms, p95 {p95:.1f} ms{note}"))
+            rows.append(
+                (f"search `{mode}` warm, {len(times)} queries", f"p50 {p50:.1f} ms, p95 {p95:.1f} ms{note}")
+            )
     rows.append(("peak RSS", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"))
     print(f"\nmachine: {machine()}; date: {time.strftime('%Y-%m-%d')}\n")
     print("| measure | value |\n| --- | --- |")

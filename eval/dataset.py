@@ -58,8 +58,13 @@ def _item(raw: dict, texts: dict[str, str], n: int) -> Item:
         if at < 0 or not ev["quote"]:
             raise ValueError(f"quote not found in {ev['source']}: {ev['quote'][:30]!r}")
         spans.append(Span(ev["source"], at, at + len(ev["quote"])))
-    return Item(str(raw.get("id", f"line{n}")), str(raw["question"]), str(raw.get("kind", "")),
-                tuple(spans), str(raw.get("reference_answer", "")))
+    return Item(
+        str(raw.get("id", f"line{n}")),
+        str(raw["question"]),
+        str(raw.get("kind", "")),
+        tuple(spans),
+        str(raw.get("reference_answer", "")),
+    )
 
 
 def relevant(item: Item, source: str, start: int, end: int) -> bool:

@@ -14,7 +14,11 @@ from eval.dataset import Item, relevant
 
 
 def retrieval_report(
-    searcher: Searcher, items: list[Item], modes: list[str], *, k: int = 10,
+    searcher: Searcher,
+    items: list[Item],
+    modes: list[str],
+    *,
+    k: int = 10,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict]:
     """mode -> {"overall": {hit@1, hit@5, mrr@10, n}, "by_kind": {...}, "latency_ms": {p50, p95}}."""
@@ -31,7 +35,9 @@ def retrieval_report(
             progress(mode)
         report[mode] = {
             "overall": _scores([f for _, f in rows]),
-            "by_kind": {kind: _scores([f for kd, f in rows if kd == kind]) for kind in sorted({k for k, _ in rows})},
+            "by_kind": {
+                kind: _scores([f for kd, f in rows if kd == kind]) for kind in sorted({k for k, _ in rows})
+            },
             "latency_ms": _percentiles(latencies),
         }
     return report

@@ -64,7 +64,9 @@ def chunk_note(note: Note, *, max_chars: int = 800, overlap: int = 100, min_char
     units = _merge(_units(note), note.text, max_chars=max_chars, min_chars=min_chars)
     chunks: list[Chunk] = []
     for unit in units:
-        spans = _split(note.text, unit.start, unit.end, max_chars=max_chars, overlap=overlap, min_chars=min_chars)
+        spans = _split(
+            note.text, unit.start, unit.end, max_chars=max_chars, overlap=overlap, min_chars=min_chars
+        )
         for n, (start, end) in enumerate(spans):
             text = note.text[start:end]
             titled = n == 0 and unit.level > 0  # the first piece opens with the title line
@@ -90,8 +92,9 @@ def _title(line: str, lines: list[tuple[int, str]], i: int) -> tuple[int, str] |
     if NUMBERED.match(line):
         nxt = _next_nonblank(lines, i)
         indented_answer = nxt is not None and nxt[:2] in ("  ", " \t", "\t") or (nxt or "").startswith("   ")
-        if BULLET_QUESTION.match(line) or (not line.startswith("- ") and (QUESTION_MARK.search(line)
-                                                                           or indented_answer)):
+        if BULLET_QUESTION.match(line) or (
+            not line.startswith("- ") and (QUESTION_MARK.search(line) or indented_answer)
+        ):
             return QUESTION, line
     if _is_pseudo_title(line, lines, i):
         return PSEUDO, line
@@ -155,8 +158,12 @@ def _merge(units: list[_Unit], text: str, *, max_chars: int, min_chars: int) -> 
     folded: list[_Unit] = []
     for unit in units:
         prev = folded[-1] if folded else None
-        if prev and _bare(prev, text) and len(unit.heading) > len(prev.heading) \
-                and unit.heading[: len(prev.heading)] == prev.heading:
+        if (
+            prev
+            and _bare(prev, text)
+            and len(unit.heading) > len(prev.heading)
+            and unit.heading[: len(prev.heading)] == prev.heading
+        ):
             folded[-1] = replace(unit, start=prev.start)  # a title without text leads into its first child
         elif prev and prev.level == 0 and len(text[prev.start : prev.end].strip()) < min_chars:
             folded[-1] = replace(unit, start=prev.start)  # a tiny preamble joins the first unit
@@ -165,8 +172,13 @@ def _merge(units: list[_Unit], text: str, *, max_chars: int, min_chars: int) -> 
     out: list[_Unit] = []
     for unit in folded:
         prev = out[-1] if out else None
-        if prev and unit.end - prev.start <= max_chars and _unanswered(prev, text) \
-                and _unanswered(unit, text) and _related(prev, unit):
+        if (
+            prev
+            and unit.end - prev.start <= max_chars
+            and _unanswered(prev, text)
+            and _unanswered(unit, text)
+            and _related(prev, unit)
+        ):
             common = _common(prev.heading, unit.heading)  # a question list is named by its section
             out[-1] = replace(prev, end=unit.end, heading=common, level=min(prev.level, unit.level))
         else:
@@ -200,15 +212,22 @@ def _unanswered(unit: _Unit, text: str) -> bool:
 
 def _answer_chars(body: str) -> int:
     """Characters of real answer text: markup, images, bare questions and section titles not counted."""
-    kept = [line for line in body.splitlines() if line.strip() and not _is_question(line.strip())
-            and not _is_section_title(line)]
+    kept = [
+        line
+        for line in body.splitlines()
+        if line.strip() and not _is_question(line.strip()) and not _is_section_title(line)
+    ]
     return len(MARKUP.sub("", "".join(kept)))
 
 
 def _is_section_title(line: str) -> bool:
     """An unmarked short title such as 'LLMs损失函数篇(19题)', flush left, without punctuation."""
-    return len(line) <= 30 and not line[0].isspace() and not re.match(r"[-*+\d]", line) \
+    return (
+        len(line) <= 30
+        and not line[0].isspace()
+        and not re.match(r"[-*+\d]", line)
         and not re.search(r"[，,。：:；;]", line)
+    )
 
 
 def _is_question(line: str) -> bool:
@@ -225,8 +244,9 @@ def has_answer(text: str, titled: bool) -> bool:
     return _answer_chars(body) >= 10
 
 
-def _split(text: str, start: int, end: int, *, max_chars: int, overlap: int,
-           min_chars: int) -> list[tuple[int, int]]:
+def _split(
+    text: str, start: int, end: int, *, max_chars: int, overlap: int, min_chars: int
+) -> list[tuple[int, int]]:
     """Spans of at most ~max_chars covering [start, end), cut at sentence ends, blocks kept whole."""
     start, end = _trim(text, start, end)
     if end - start <= max_chars:
@@ -244,8 +264,11 @@ def _split(text: str, start: int, end: int, *, max_chars: int, overlap: int,
         if j == len(atoms):
             break
         back = j  # repeat up to `overlap` characters of whole sentences, if the next piece has room
-        while back - 1 > i and atoms[j - 1][1] - atoms[back - 1][0] <= overlap \
-                and atoms[j][1] - atoms[back - 1][0] <= max_chars:
+        while (
+            back - 1 > i
+            and atoms[j - 1][1] - atoms[back - 1][0] <= overlap
+            and atoms[j][1] - atoms[back - 1][0] <= max_chars
+        ):
             back -= 1
         i = back
     return spans

@@ -152,16 +152,21 @@ def ingest(
         vectors = vectors + [new_vectors]
     deleted = sorted(set(old_files) - {n.source for n in notes})
     report = IngestReport(
-        files=len(notes), chunks=len(chunks),
+        files=len(notes),
+        chunks=len(chunks),
         added=sorted(n.source for n in fresh if n.source not in old_files),
         changed=sorted(n.source for n in fresh if n.source in old_files),
-        deleted=deleted, unchanged=len(keep), rebuilt=rebuilt, seconds=0.0,
+        deleted=deleted,
+        unchanged=len(keep),
+        rebuilt=rebuilt,
+        seconds=0.0,
     )
     if old and not fresh and not deleted:
         return old, _timed(report, began)
     order = sorted(range(len(chunks)), key=lambda i: (chunks[i].source, chunks[i].start))
     index = Index(
-        [chunks[i] for i in order], [tokens[i] for i in order],
+        [chunks[i] for i in order],
+        [tokens[i] for i in order],
         np.concatenate(vectors)[order] if vectors else np.zeros((0, 1), np.float32),
         _manifest(corpus, settings, notes, chunks),
     )
@@ -169,7 +174,9 @@ def ingest(
     return index, _timed(report, began)
 
 
-def _reusable(index_dir: Path, settings: IndexSettings, warn: Callable[[str], None]) -> tuple[Index | None, str]:
+def _reusable(
+    index_dir: Path, settings: IndexSettings, warn: Callable[[str], None]
+) -> tuple[Index | None, str]:
     """The old index when it can be updated in place, else (None, why it is rebuilt)."""
     if not (index_dir / INDEX_FILE).exists():
         return None, "new index"
@@ -200,8 +207,10 @@ def _manifest(corpus: Path, settings: IndexSettings, notes: list[Note], chunks: 
         "format": FORMAT,
         "settings": asdict(settings),
         "corpus": str(corpus.resolve()),
-        "files": {n.source: {"sha256": n.sha256, "chars": len(n.text), "chunks": per_file.get(n.source, 0)}
-                  for n in notes},
+        "files": {
+            n.source: {"sha256": n.sha256, "chars": len(n.text), "chunks": per_file.get(n.source, 0)}
+            for n in notes
+        },
         "chunks": len(chunks),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -22,8 +22,14 @@ def test_build_then_load_round_trip(notes: Path, tmp_path: Path, embedder: HashE
     loaded = index_.load(tmp_path / "ix")
     assert loaded.chunks == built.chunks and loaded.tokens == built.tokens
     assert (loaded.vectors == built.vectors).all()
-    assert set(loaded.manifest["files"]) == {"bold.txt", "empty.md", "gbk.md", "heading.md",
-                                             "sub/numbered.md", "table_formula.md"}
+    assert set(loaded.manifest["files"]) == {
+        "bold.txt",
+        "empty.md",
+        "gbk.md",
+        "heading.md",
+        "sub/numbered.md",
+        "table_formula.md",
+    }
     assert (tmp_path / "ix" / "manifest.json").is_file()
 
 
@@ -36,8 +42,9 @@ def test_unchanged_corpus_embeds_nothing(notes: Path, tmp_path: Path, embedder: 
 
 def test_changed_file_is_the_only_one_reembedded(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
     first, _ = ingest(notes, tmp_path / "ix", embedder)
-    (notes / "bold.txt").write_text("**1、新问题：什么是 DPO？**\n\nDPO 直接用偏好数据优化策略，不需要奖励模型。\n",
-                                    encoding="utf-8")
+    (notes / "bold.txt").write_text(
+        "**1、新问题：什么是 DPO？**\n\nDPO 直接用偏好数据优化策略，不需要奖励模型。\n", encoding="utf-8"
+    )
     before = embedder.calls
     index, report = ingest(notes, tmp_path / "ix", embedder)
     assert report.changed == ["bold.txt"] and embedder.calls - before == 1
@@ -49,15 +56,24 @@ def test_changed_file_is_the_only_one_reembedded(notes: Path, tmp_path: Path, em
 def test_deleted_and_added_files(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
     ingest(notes, tmp_path / "ix", embedder)
     (notes / "heading.md").unlink()
-    (notes / "new.md").write_text("## LoRA 是什么？\n\n低秩分解的增量矩阵，只训练 A、B 两个小矩阵。\n", encoding="utf-8")
+    (notes / "new.md").write_text(
+        "## LoRA 是什么？\n\n低秩分解的增量矩阵，只训练 A、B 两个小矩阵。\n", encoding="utf-8"
+    )
     index, report = ingest(notes, tmp_path / "ix", embedder)
     assert report.deleted == ["heading.md"] and report.added == ["new.md"]
-    assert {c.source for c in index.chunks} == {"bold.txt", "gbk.md", "new.md", "sub/numbered.md",
-                                                 "table_formula.md"}
+    assert {c.source for c in index.chunks} == {
+        "bold.txt",
+        "gbk.md",
+        "new.md",
+        "sub/numbered.md",
+        "table_formula.md",
+    }
     assert len(index.vectors) == len(index.chunks)
 
 
-def test_interrupted_ingest_leaves_the_old_index_whole(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+def test_interrupted_ingest_leaves_the_old_index_whole(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
     first, _ = ingest(notes, tmp_path / "ix", embedder)
     (notes / "heading.md").write_text("## 改过的问题？\n\n改过的答案，内容更新了。\n", encoding="utf-8")
 
@@ -71,8 +87,9 @@ def test_interrupted_ingest_leaves_the_old_index_whole(notes: Path, tmp_path: Pa
     assert not [p for p in (tmp_path / "ix").iterdir() if p.name.endswith(".tmp")]
 
 
-def test_interrupted_write_leaves_no_half_file(notes: Path, tmp_path: Path, embedder: HashEmbedder,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_write_leaves_no_half_file(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first, _ = ingest(notes, tmp_path / "ix", embedder)
     (notes / "extra.md").write_text("## 新增？\n\n新增的答案内容在这里。\n", encoding="utf-8")
 
@@ -96,15 +113,18 @@ def test_changed_settings_rebuild_everything(notes: Path, tmp_path: Path, embedd
     assert index_.load(tmp_path / "ix").manifest["settings"]["max_chars"] == 300
 
 
-def test_corrupted_index_is_reported_then_rebuilt(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+def test_corrupted_index_is_reported_then_rebuilt(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
     ingest(notes, tmp_path / "ix", embedder)
     path = tmp_path / "ix" / "index.npz"
-    path.write_bytes(path.read_bytes()[: 500])  # half-written by something else
+    path.write_bytes(path.read_bytes()[:500])  # half-written by something else
     with pytest.raises(index_.IndexUnusable, match="unreadable"):
         index_.load(tmp_path / "ix")
     warnings: list[str] = []
-    index, report = index_.ingest(notes, tmp_path / "ix", SETTINGS, embedder=lambda: embedder,
-                                  warn=warnings.append)
+    index, report = index_.ingest(
+        notes, tmp_path / "ix", SETTINGS, embedder=lambda: embedder, warn=warnings.append
+    )
     assert report.rebuilt == "unreadable index" and index.chunks
     assert any("unreadable" in w and "rebuilding" in w for w in warnings)
 

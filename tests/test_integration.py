@@ -39,8 +39,15 @@ def test_dev_set_retrieval_quality(bundled: Searcher) -> None:
 
 
 def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ui.cli", *args], cwd=REPO, env={**os.environ, **env},
-                          capture_output=True, text=True, input=stdin, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "ui.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=600,
+    )
 
 
 def test_cli_search_json_and_questions_file(bundled: Searcher, tmp_path: Path) -> None:
@@ -52,7 +59,9 @@ def test_cli_search_json_and_questions_file(bundled: Searcher, tmp_path: Path) -
     assert "RMSNorm" in " ".join(h["text"] for h in result["hits"])
     assert all(h["scores"]["bm25"] is not None or h["scores"]["dense"] is not None for h in result["hits"])
     questions = tmp_path / "q.jsonl"
-    questions.write_text('{"question": "什么是 KV Cache", "id": 1}\n{"question": "LoRA 的原理"}\n', encoding="utf-8")
+    questions.write_text(
+        '{"question": "什么是 KV Cache", "id": 1}\n{"question": "LoRA 的原理"}\n', encoding="utf-8"
+    )
     out = cli("search", "--questions", str(questions), "--json", "--mode", "bm25", "-k", "2", env=env)
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["query"] for r in lines] == ["什么是 KV Cache", "LoRA 的原理"]
@@ -60,7 +69,10 @@ def test_cli_search_json_and_questions_file(bundled: Searcher, tmp_path: Path) -
 
 
 def test_cli_search_without_index_builds_it_first(tmp_path: Path) -> None:
-    env = {"MIANJING_CORPUS": str(REPO / "tests" / "fixtures" / "notes"), "MIANJING_INDEX": str(tmp_path / "ix")}
+    env = {
+        "MIANJING_CORPUS": str(REPO / "tests" / "fixtures" / "notes"),
+        "MIANJING_INDEX": str(tmp_path / "ix"),
+    }
     out = cli("search", "KV Cache 是什么", "--json", "-k", "1", env=env)
     assert out.returncode == 0, out.stderr
     assert "building it" in out.stderr
@@ -70,13 +82,22 @@ def test_cli_search_without_index_builds_it_first(tmp_path: Path) -> None:
 
 
 def test_cli_errors_are_one_line(tmp_path: Path) -> None:
-    out = cli("search", "x", env={"MIANJING_CORPUS": str(tmp_path / "missing"), "MIANJING_INDEX": str(tmp_path)})
+    out = cli(
+        "search", "x", env={"MIANJING_CORPUS": str(tmp_path / "missing"), "MIANJING_INDEX": str(tmp_path)}
+    )
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
     assert "notes folder not found" in out.stderr
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "ok"}\nnot json\n', encoding="utf-8")
-    out = cli("search", "--questions", str(bad), env={"MIANJING_CORPUS": str(REPO / "tests" / "fixtures" / "notes"),
-                                                       "MIANJING_INDEX": str(tmp_path / "ix")})
+    out = cli(
+        "search",
+        "--questions",
+        str(bad),
+        env={
+            "MIANJING_CORPUS": str(REPO / "tests" / "fixtures" / "notes"),
+            "MIANJING_INDEX": str(tmp_path / "ix"),
+        },
+    )
     assert out.returncode == 2 and "bad.jsonl:2" in out.stderr
 
 

@@ -57,8 +57,13 @@ def test_rrf_by_hand() -> None:
 
 @pytest.fixture
 def index(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> index_.Index:
-    built, _ = index_.ingest(notes, tmp_path / "ix", index_.IndexSettings(embed_model="hash-test"),
-                             embedder=lambda: embedder, warn=lambda _: None)
+    built, _ = index_.ingest(
+        notes,
+        tmp_path / "ix",
+        index_.IndexSettings(embed_model="hash-test"),
+        embedder=lambda: embedder,
+        warn=lambda _: None,
+    )
     return built
 
 
@@ -91,23 +96,46 @@ def tiny_cross_encoder(folder: Path) -> Path:
     """A random 2-layer BERT cross-encoder with a character vocabulary, saved like a hub model."""
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
-    chars = sorted(set("".join((Path(__file__).parent / "fixtures" / "notes" / n).read_text()
-                               for n in ("heading.md", "bold.txt"))) - set(" \n"))
+    chars = sorted(
+        set(
+            "".join(
+                (Path(__file__).parent / "fixtures" / "notes" / n).read_text()
+                for n in ("heading.md", "bold.txt")
+            )
+        )
+        - set(" \n")
+    )
     (folder).mkdir(parents=True)
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]))
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), tokenize_chinese_chars=True)
-    config = BertConfig(vocab_size=len(chars) + 5, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=1)
+    config = BertConfig(
+        vocab_size=len(chars) + 5,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        num_labels=1,
+    )
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
 
-def test_rerank_runs_the_real_cross_encoder(index: index_.Index, embedder: HashEmbedder, tmp_path: Path) -> None:
+def test_rerank_runs_the_real_cross_encoder(
+    index: index_.Index, embedder: HashEmbedder, tmp_path: Path
+) -> None:
     reranker, reason = load_reranker(str(tiny_cross_encoder(tmp_path / "ce")))
     assert reranker is not None, reason
-    result = search(index, "KV Cache 是什么", mode="rerank", k=5, embedder=embedder, reranker=reranker,
-                    rerank_candidates=5)
+    result = search(
+        index,
+        "KV Cache 是什么",
+        mode="rerank",
+        k=5,
+        embedder=embedder,
+        reranker=reranker,
+        rerank_candidates=5,
+    )
     assert all(h.scores["rerank"] is not None for h in result.hits)
     answered = [h.scores["rerank"] for h in result.hits if h.chunk.has_answer]
     assert answered == sorted(answered, reverse=True)

@@ -24,8 +24,13 @@ from retriever.search import MODES, Result, as_json  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = from_env(corpus=args.corpus, index=args.index, mode=getattr(args, "mode", None),
-                        k=getattr(args, "k", None), reranker=args.reranker)
+    settings = from_env(
+        corpus=args.corpus,
+        index=args.index,
+        mode=getattr(args, "mode", None),
+        k=getattr(args, "k", None),
+        reranker=args.reranker,
+    )
     try:
         return COMMANDS[args.command or "search"](args, settings)
     except (CorpusError, RuntimeError, ValueError, OSError) as e:
@@ -37,18 +42,21 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--corpus", type=Path, help="notes folder (env MIANJING_CORPUS; default: bundled notes)")
+    common.add_argument(
+        "--corpus", type=Path, help="notes folder (env MIANJING_CORPUS; default: bundled notes)"
+    )
     common.add_argument("--index", type=Path, help="index folder (env MIANJING_INDEX)")
     common.add_argument("--reranker", help="CrossEncoder name or folder (env MIANJING_RERANKER)")
-    top = argparse.ArgumentParser(prog="mianjing", parents=[common],
-                                  description="Search and ask your own interview notes, offline.")
+    top = argparse.ArgumentParser(
+        prog="mianjing", parents=[common], description="Search and ask your own interview notes, offline."
+    )
     sub = top.add_subparsers(dest="command")
     sub.add_parser("ingest", parents=[common], help="build or update the index of the notes folder")
     search = sub.add_parser("search", parents=[common], help="rank passages for a question")
     search.add_argument("query", nargs="?", help="the question; none = interactive prompt")
     search.add_argument("-k", type=int, help="how many passages (default 10)")
     search.add_argument("--mode", choices=MODES, help="retriever (default hybrid)")
-    search.add_argument("--questions", type=Path, help="JSONL file, one {\"question\": …} per line")
+    search.add_argument("--questions", type=Path, help='JSONL file, one {"question": …} per line')
     search.add_argument("--json", action="store_true", help="print JSON (one object per question)")
     return top
 
@@ -58,9 +66,11 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     _, report = Searcher(settings, build=False).ingest()
     how = f"rebuilt ({report.rebuilt})" if report.rebuilt else "updated"
-    print(f"mianjing: index {how}: {report.files} files, {report.chunks} chunks "
-          f"(+{len(report.added)} new, {len(report.changed)} changed, -{len(report.deleted)} deleted, "
-          f"{report.unchanged} unchanged) in {report.seconds:.1f} s -> {settings.index_dir}")
+    print(
+        f"mianjing: index {how}: {report.files} files, {report.chunks} chunks "
+        f"(+{len(report.added)} new, {len(report.changed)} changed, -{len(report.deleted)} deleted, "
+        f"{report.unchanged} unchanged) in {report.seconds:.1f} s -> {settings.index_dir}"
+    )
     return 0
 
 
@@ -88,7 +98,7 @@ def read_questions(path: Path) -> list[str]:
         try:
             questions.append(str(json.loads(line)["question"]))
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{path}:{n}: not a JSON object with a \"question\" field ({e})") from e
+            raise ValueError(f'{path}:{n}: not a JSON object with a "question" field ({e})') from e
     return questions
 
 
@@ -106,8 +116,10 @@ def render(result: Result, *, width: int = 160) -> str:
 
 
 def interactive(searcher: object) -> None:
-    print(f"mianjing: {len(searcher.index.chunks)} passages from {searcher.settings.corpus}. "  # type: ignore
-          "Ask a question (empty line or Ctrl-D to quit).")
+    print(
+        f"mianjing: {len(searcher.index.chunks)} passages from {searcher.settings.corpus}. "  # type: ignore
+        "Ask a question (empty line or Ctrl-D to quit)."
+    )
     while True:
         try:
             query = input("\n问> ").strip()
