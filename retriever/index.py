@@ -66,6 +66,11 @@ class Index:
         return VectorIndex(self.vectors)
 
     @cached_property
+    def vocabulary(self) -> set[str]:
+        """Every BM25 token in the index: what the notes mention at all."""
+        return {t for tokens in self.tokens for t in tokens}
+
+    @cached_property
     def position(self) -> dict[str, int]:
         return {c.id: i for i, c in enumerate(self.chunks)}
 

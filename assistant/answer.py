@@ -1,0 +1,231 @@
+"""The answer pipeline, step by step: standalone question -> retrieve -> choose passages -> refusal gate ->
+prompt -> generate (streamed) -> citations -> grounding check -> Answer.
+
+The refusal decision does not trust the model alone. Three signals, any of which refuses:
+1. before generating, the question's own technical terms (DoRA, GPTQ, FP8 …) mostly appear nowhere in the
+   notes: the notes cannot hold the answer, so no time is spent generating one;
+2. the model says the passages do not answer (the prompt's fixed refusal sentence);
+3. after generating, too little of the answer's text is found in the passages (`cite.support`): the
+   model answered from its own knowledge.
+A refusal keeps the closest passages as pointers.
+
+Does not: load models or the index (callers pass a `Searcher` and a `Generator`), or keep history (see
+`Conversation`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from assistant import cite, prompt
+from assistant.retrieval import Searcher
+from retriever.search import Hit
+
+TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
+
+
+class ChatModel(Protocol):
+    def stream(self, messages: list[tuple[str, str]]) -> Iterator[str]: ...
+    def complete(self, messages: list[tuple[str, str]]) -> str: ...
+
+
+@dataclass(frozen=True)
+class AnswerSettings:
+    mode: str = "hybrid"  # retrieval mode for the passages
+    k: int = 10  # hits retrieved; the best answering ones become passages
+    n_passages: int = 3  # passages in the prompt (README: chosen by answer quality vs first-token time)
+    passage_chars: int = 400  # longest passage text shown to the model
+    min_support: float = 0.45  # share of answer bigrams that must come from the passages
+    unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is absent
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    id: str
+    source: str
+    start: int
+    end: int
+    heading: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    standalone_question: str
+    text: str  # the answer shown to the user (the refusal sentence when refused)
+    refused: bool
+    reason: str  # why it was refused, one line ("" when answered)
+    citations: list[Citation]
+    passages: list[prompt.Passage]  # in prompt order
+    sentences: list[cite.Sentence]  # of the generated text, with their cited or attributed passages
+    pointers: list[Hit]  # the closest passages, shown with a refusal
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    tokens_per_s: float = 0.0
+    generated: str = ""  # what the model wrote, kept even when the answer is refused
+    support: float = 0.0
+    turn: tuple[tuple[str, str], ...] = ()  # the (role, text) messages this answer adds to a conversation
+
+
+def answer(
+    question: str,
+    *,
+    searcher: Searcher,
+    model: ChatModel,
+    settings: AnswerSettings = AnswerSettings(),
+    history: Sequence[tuple[str, str]] = (),
+    on_text: Callable[[str], None] | None = None,
+) -> Answer:
+    """Answer `question` from the notes; `on_text` receives the generated text as it streams."""
+    began = time.perf_counter()
+    # Step 1: a follow-up becomes a standalone question, using the conversation so far
+    standalone = rewrite(question, history, model) if history else question
+    # Step 2: retrieve
+    result = searcher.search(standalone, mode=settings.mode, k=settings.k)
+    timings = {"rewrite": _ms(began), "retrieve": result.timings_ms["total"]}
+    # Step 3: choose passages: answering ones first, best first
+    chosen = [h.chunk for h in result.hits if h.chunk.has_answer][: settings.n_passages]
+    shown = prompt.passages(chosen, standalone, max_chars=settings.passage_chars)
+    # Step 4: refuse before generating when the notes cannot hold the answer
+    reason = gate_terms(standalone, searcher, settings.unknown_terms) or ("" if shown else "no passage found")
+    if reason:
+        return _refused(question, standalone, reason, result.hits, shown, timings, began)
+    # Step 5: prompt; Step 6: generate, streamed
+    generated, first_token, pieces = _generate(model, prompt.messages(standalone, shown, history), on_text)
+    timings.update(first_token=first_token, total=_ms(began))
+    speed = pieces / max((timings["total"] - first_token) / 1000, 1e-6) if pieces > 1 else 0.0
+    # Step 7: citations, with attribution for sentences the model left uncited
+    sentences = cite.attribute(generated, [p.text for p in shown])
+    citations = _citations(sentences, shown)
+    # Step 8: the model's own refusal, or an answer the passages do not support
+    support = cite.support(generated, [p.chunk.indexed for p in shown])
+    reason = _said_refusal(generated) or (
+        f"answer not supported by the notes (support {support:.2f})" if support < settings.min_support else ""
+    )
+    if reason:
+        refused = _refused(question, standalone, reason, result.hits, shown, timings, began)
+        return Answer(
+            **{**refused.__dict__, "generated": generated, "support": support, "sentences": sentences}
+        )
+    turn = (("user", prompt.user_message(standalone, shown)), ("assistant", generated))
+    return Answer(
+        question,
+        standalone,
+        generated,
+        False,
+        "",
+        citations,
+        shown,
+        sentences,
+        result.hits[:3],
+        timings,
+        round(speed, 2),
+        generated,
+        round(support, 3),
+        turn,
+    )
+
+
+def gate_terms(question: str, searcher: Searcher, share: float) -> str:
+    """A refusal reason when at least `share` of the question's technical terms (two capitals or a digit:
+    DoRA, FP8, BLIP-2) occur nowhere in the notes; "" otherwise."""
+    terms = [
+        t
+        for t in dict.fromkeys(TERM.findall(question))
+        if sum(c.isupper() for c in t) >= 2 or any(c.isdigit() for c in t)
+    ]
+    if not terms:
+        return ""
+    vocabulary = searcher.index.vocabulary
+    absent = [t for t in terms if not _known(t, vocabulary)]
+    if absent and len(absent) >= share * len(terms):
+        return f"the notes never mention {', '.join(absent)}"
+    return ""
+
+
+def _known(term: str, vocabulary: set[str]) -> bool:
+    low = term.lower()
+    return any(v in vocabulary for v in (low, low.replace("-", ""), low.replace(".", "")))
+
+
+def rewrite(question: str, history: Sequence[tuple[str, str]], model: ChatModel) -> str:
+    """A follow-up ("那 ZeRO-3 呢？", "why is that?") -> a standalone question, by the model.
+
+    The request continues the conversation's own messages, so llama.cpp reuses their evaluated prefix.
+    """
+    ask = f"（这一步不回答问题）把追问“{question}”改写成一个不依赖上文、意思完整的问题，只输出改写后的问题。"
+    lines = model.complete(prompt.history_messages(history) + [("user", ask)]).strip().splitlines()
+    text = lines[0].strip().strip('“”"「」') if lines else ""
+    text = re.sub(r"^(改写后的问题|问题|Question)[:：]\s*", "", text)
+    return text if 2 <= len(text) <= 200 else question
+
+
+def _generate(
+    model: ChatModel, messages: list[tuple[str, str]], on_text: Callable[[str], None] | None
+) -> tuple[str, float, int]:
+    """(text, ms to the first piece, number of pieces) of a streamed generation."""
+    began = time.perf_counter()
+    parts: list[str] = []
+    first = 0.0
+    for piece in model.stream(messages):
+        if not parts:
+            first = _ms(began)
+        parts.append(piece)
+        if on_text:
+            on_text(piece)
+    return "".join(parts).strip(), first, len(parts)
+
+
+def _said_refusal(text: str) -> str:
+    flat = re.sub(r"\s+", "", text)
+    said = prompt.REFUSAL_ZH.rstrip("。") in flat or "notes do not cover" in text.lower()
+    return "the model found no answer in the passages" if said and len(flat) < 80 else ""
+
+
+def _citations(sentences: list[cite.Sentence], shown: list[prompt.Passage]) -> list[Citation]:
+    used = dict.fromkeys(n for s in sentences for n in s.numbers)
+    return [
+        Citation(n, p.chunk.id, p.chunk.source, p.chunk.start, p.chunk.end, " > ".join(p.chunk.heading))
+        for n in used
+        for p in shown[n - 1 : n]
+    ]
+
+
+def _refused(
+    question: str,
+    standalone: str,
+    reason: str,
+    hits: list[Hit],
+    shown: list[prompt.Passage],
+    timings: dict[str, float],
+    began: float,
+) -> Answer:
+    timings = {**timings, "first_token": timings.get("first_token", 0.0), "total": _ms(began)}
+    text = prompt.refusal(question)
+    turn = (("user", standalone), ("assistant", text))
+    return Answer(question, standalone, text, True, reason, [], shown, [], hits[:3], timings, turn=turn)
+
+
+class Conversation:
+    """A chat: each answer's exact messages are kept, so the next prompt extends the last one and
+    llama.cpp evaluates only the new turn. Only the last `keep` turns are sent."""
+
+    def __init__(self, *, keep: int = 3) -> None:
+        self.messages: list[tuple[str, str]] = []
+        self.keep = keep
+
+    def ask(self, question: str, **kwargs: object) -> Answer:
+        result = answer(question, history=self.messages[-2 * self.keep :], **kwargs)  # type: ignore[arg-type]
+        self.messages += list(result.turn)
+        return result
+
+    def clear(self) -> None:
+        self.messages.clear()
+
+
+def _ms(began: float) -> float:
+    return round((time.perf_counter() - began) * 1000, 1)

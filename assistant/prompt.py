@@ -1,0 +1,105 @@
+"""The answer prompt: a fixed system message (rules + one worked example), then numbered passages and the
+question, with the key rule repeated last.
+
+Everything that does not change between questions sits in the system message, first: llama.cpp keeps the
+evaluated prefix, so the rules and the example cost prompt time once per process, not once per question.
+Passages are trimmed to the window of whole sentences that best matches the question, because time to
+first token on a CPU grows with every prompt token.
+
+Does not: call the model, or decide whether to refuse (answer.py does).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from assistant.cite import bigrams
+from ingest.chunk import Chunk
+
+REFUSAL_ZH = "笔记中没有相关内容。"
+REFUSAL_EN = "The notes do not cover this."
+
+SYSTEM = f"""你是面试笔记助手，只根据给出的笔记片段回答问题。
+规则：
+1. 只用片段里的内容回答，不要加入片段以外的知识。
+2. 每句话末尾用 [编号] 标出它来自哪个片段，例如 [1] 或 [2]。
+3. 用提问的语言回答：中文问题用中文，英文问题用英文。简洁，最多 5 句。
+4. 片段里没有答案时，只回答“{REFUSAL_ZH}”（英文问题回答 “{REFUSAL_EN}”）。
+
+示例：
+笔记片段：
+[1] 推理加速 > KV Cache
+推理时缓存历史 token 的 K 和 V，避免重复计算，用显存换时间。
+[2] 训练 > 梯度累积
+显存不够时把多个小 batch 的梯度累加后再更新参数。
+问题：KV Cache 为什么能加速推理？
+回答：KV Cache 缓存了历史 token 的 K 和 V，生成新 token 时不必重复计算 [1]。它是用显存换时间 [1]。"""
+
+
+@dataclass(frozen=True)
+class Passage:
+    n: int  # the number the prompt gives it
+    chunk: Chunk
+    text: str  # the part of the chunk shown to the model
+
+    @property
+    def heading(self) -> str:
+        return " > ".join(self.chunk.heading[1:]) or self.chunk.source
+
+
+def is_english(text: str) -> bool:
+    """More Latin letters than CJK characters."""
+    latin = len(re.findall(r"[A-Za-z]", text))
+    return latin > 2 * len(re.findall(r"[\u3400-\u9fff]", text))
+
+
+def refusal(question: str) -> str:
+    return REFUSAL_EN if is_english(question) else REFUSAL_ZH
+
+
+def window(text: str, question: str, max_chars: int) -> str:
+    """The run of whole sentences of at most max_chars sharing the most bigrams with the question."""
+    if len(text) <= max_chars:
+        return text
+    parts = re.findall(r"[^。！？；\n]*(?:[。！？；]|\n+|$)", text)
+    parts = [p for p in parts if p]
+    want = bigrams(question)
+    best, best_score = text[:max_chars], -1
+    for i in range(len(parts)):
+        size, j = 0, i
+        while j < len(parts) and size + len(parts[j]) <= max_chars:
+            size += len(parts[j])
+            j += 1
+        candidate = "".join(parts[i:j]) or parts[i][:max_chars]
+        score = len(bigrams(candidate) & want)
+        if score > best_score:
+            best, best_score = candidate, score
+    return best.strip()
+
+
+def passages(chunks: list[Chunk], question: str, *, max_chars: int) -> list[Passage]:
+    return [Passage(n, c, window(c.text, question, max_chars)) for n, c in enumerate(chunks, start=1)]
+
+
+def user_message(question: str, shown: list[Passage]) -> str:
+    blocks = "\n".join(f"[{p.n}] {p.heading}\n{p.text}" for p in shown)
+    rule = (
+        "Answer in English, end every sentence with its [number]."
+        if is_english(question)
+        else "请用中文回答，每句话末尾标注 [编号]。"
+    )
+    return f"笔记片段：\n{blocks}\n问题：{question}\n{rule}\n回答："
+
+
+def history_messages(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The system message and the conversation so far: the shared prefix of every prompt in a chat."""
+    return [("system", SYSTEM), *history]
+
+
+def messages(
+    question: str, shown: list[Passage], history: Sequence[tuple[str, str]] = ()
+) -> list[tuple[str, str]]:
+    """(role, text) pairs: system, earlier turns, then this turn's passages and question."""
+    return history_messages(history) + [("user", user_message(question, shown))]

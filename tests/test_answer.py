@@ -1,0 +1,147 @@
+"""Citations, the refusal gates and follow-up rewriting, with a scripted model in place of the LLM."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from assistant import cite, prompt
+from assistant.answer import AnswerSettings, Conversation, answer, gate_terms
+from assistant.retrieval import Searcher
+from assistant.settings import from_env
+from tests.conftest import HashEmbedder
+
+
+class ScriptedModel:
+    """Replies from a script, in order; records the messages it was sent."""
+
+    def __init__(self, *replies: str) -> None:
+        self.replies = list(replies)
+        self.sent: list[list[tuple[str, str]]] = []
+
+    def complete(self, messages: list[tuple[str, str]]) -> str:
+        self.sent.append(messages)
+        return self.replies.pop(0)
+
+    def stream(self, messages: list[tuple[str, str]]) -> Iterator[str]:
+        text = self.complete(messages)
+        for i in range(0, len(text), 3):
+            yield text[i : i + 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "n", "expected"),
+    [
+        ("缓存 K 和 V [1]。用显存换时间[2]。", 3, [1, 2]),
+        ("见 [1,3] 和 【2】，以及 [1、2]", 3, [1, 3, 2]),
+        ("范围 [1-3]，越界 [7]，重复 [1]", 3, [1, 2, 3]),
+        ("没有引用。", 3, []),
+        ("全角［2］", 2, [2]),
+    ],
+)
+def test_parse_citations(text: str, n: int, expected: list[int]) -> None:
+    assert cite.parse(text, n) == expected
+
+
+def test_mark_at_sentence_start_belongs_to_the_sentence_before() -> None:
+    s = cite.sentences("KV Cache 缓存 K 和 V。[1] 它用显存换时间。", 2)
+    assert [x.cited for x in s] == [(1,), ()]
+
+
+def test_attribution_finds_the_passage_an_uncited_sentence_copies() -> None:
+    passages = ["推理时缓存历史 token 的 K 和 V，避免重复计算。", "梯度累积把多个小 batch 的梯度累加。"]
+    s = cite.attribute("梯度累积会把多个小 batch 的梯度累加起来。太阳从东边升起来了。", passages)
+    assert s[0].cited == () and s[0].attributed == (2,)
+    assert s[1].numbers == ()  # matches nothing: stays visibly uncited
+
+
+def test_support_is_high_for_copied_text_and_low_for_invented_text() -> None:
+    passages = ["ZeRO-3 对优化器状态、梯度和参数都做分片，显存占用最低。"]
+    assert cite.support("ZeRO-3 对优化器状态、梯度和参数都做分片 [1]。", passages) > 0.9
+    assert cite.support("量子计算使用叠加态和纠缠来加速某些算法。", passages) < 0.3
+    assert cite.support("", passages) == 0.0
+
+
+def test_window_keeps_the_sentences_that_match_the_question() -> None:
+    text = "无关的开头。" * 30 + "RMSNorm 去掉了均值中心化。" + "无关的结尾。" * 30
+    shown = prompt.window(text, "RMSNorm 和均值中心化", 60)
+    assert "RMSNorm 去掉了均值中心化。" in shown and len(shown) <= 60
+
+
+def test_language_of_the_question() -> None:
+    assert prompt.is_english("How does LoRA work?") and not prompt.is_english("LoRA 的原理是什么")
+    assert prompt.refusal("What is DoRA?") == prompt.REFUSAL_EN
+
+
+@pytest.fixture
+def searcher(notes: Path, tmp_path: Path) -> Searcher:
+    settings = from_env(corpus=notes, index=tmp_path / "ix")
+    return Searcher(settings, warn=lambda _: None, embedder=HashEmbedder())  # type: ignore[arg-type]
+
+
+def test_answer_with_citations_streams_and_maps_citations(searcher: Searcher) -> None:
+    model = ScriptedModel("推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。它用显存换时间。")
+    streamed: list[str] = []
+    result = answer("KV Cache 是什么？", searcher=searcher, model=model, on_text=streamed.append)
+    assert not result.refused and "".join(streamed) == result.text
+    assert result.passages[0].chunk.heading[-1] == "4. KV Cache 是什么？"
+    assert [c.n for c in result.citations] == [1] and result.citations[0].id == result.passages[0].chunk.id
+    assert result.sentences[1].attributed == (1,)  # the uncited sentence copies passage 1
+    system, user = model.sent[0][0][1], model.sent[0][-1][1]
+    assert "[编号]" in system and "[1] 注意力机制 > 4. KV Cache 是什么？" in user and user.endswith("回答：")
+    assert set(result.timings_ms) >= {"retrieve", "first_token", "total"}
+
+
+def test_unknown_terms_refuse_before_generating(searcher: Searcher) -> None:
+    model = ScriptedModel()  # must not be called
+    result = answer("DoRA 和 GPTQ 有什么关系？", searcher=searcher, model=model)
+    assert result.refused and "DoRA" in result.reason and result.text == prompt.REFUSAL_ZH
+    assert result.pointers and not model.sent
+    assert gate_terms("ZeRO-3 和 DoRA", searcher, 0.5) == "the notes never mention DoRA"
+    assert gate_terms("ZeRO-3 和 KV Cache", searcher, 0.5) == ""
+
+
+def test_the_model_saying_no_answer_is_a_refusal(searcher: Searcher) -> None:
+    result = answer("涌现是什么", searcher=searcher, model=ScriptedModel("笔记中没有相关内容。"))
+    assert result.refused and result.reason == "the model found no answer in the passages"
+
+
+def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None:
+    invented = "涌现是指模型规模超过某个阈值后，突然出现小模型不具备的能力，比如思维链推理 [1]。"
+    result = answer(
+        "LLM 的涌现是什么",
+        searcher=searcher,
+        model=ScriptedModel(invented),
+        settings=AnswerSettings(min_support=0.6),
+    )
+    assert result.refused and "not supported" in result.reason and result.generated == invented
+
+
+def test_english_question_gets_the_english_rule_and_refusal(searcher: Searcher) -> None:
+    model = ScriptedModel("The notes do not cover this.")
+    result = answer("How does gradient checkpointing work?", searcher=searcher, model=model)
+    assert result.refused and result.text == prompt.REFUSAL_EN
+    assert "Answer in English" in model.sent[0][-1][1]
+
+
+def test_follow_up_is_rewritten_and_extends_the_conversation(searcher: Searcher) -> None:
+    model = ScriptedModel(
+        "ZeRO-2 切分优化器状态和梯度 [1]。",
+        "ZeRO-3 和 ZeRO-2 的区别是什么？",
+        "ZeRO-3 还切分模型参数，显存最省 [1]。",
+    )
+    chat = Conversation()
+    first = chat.ask("ZeRO-2 切分什么？", searcher=searcher, model=model)
+    second = chat.ask("那 ZeRO-3 呢？", searcher=searcher, model=model)
+    assert (
+        second.standalone_question == "ZeRO-3 和 ZeRO-2 的区别是什么？"
+        and second.question == "那 ZeRO-3 呢？"
+    )
+    rewrite_request, final_prompt = model.sent[1], model.sent[2]
+    assert rewrite_request[:3] == final_prompt[:3]  # same prefix: system + the first turn
+    assert final_prompt[1:3] == list(first.turn)
+    assert not second.refused
+    chat.clear()
+    assert chat.messages == []
