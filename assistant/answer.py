@@ -23,6 +23,7 @@ from typing import Protocol
 
 from assistant import cite, prompt
 from assistant.retrieval import Searcher
+from assistant.settings import Settings
 from retriever.search import Hit
 
 TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
@@ -41,6 +42,17 @@ class AnswerSettings:
     passage_chars: int = 400  # longest passage text shown to the model
     min_support: float = 0.45  # share of answer bigrams that must come from the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is absent
+
+    @classmethod
+    def of(cls, settings: Settings, *, mode: str | None = None, k: int | None = None) -> AnswerSettings:
+        """The answer-related values of the one Settings, with CLI overrides."""
+        return cls(
+            mode=mode or settings.mode,
+            k=k or settings.k,
+            n_passages=settings.n_passages,
+            passage_chars=settings.passage_chars,
+            min_support=settings.min_support,
+        )
 
 
 @dataclass(frozen=True)
@@ -229,3 +241,20 @@ class Conversation:
 
 def _ms(began: float) -> float:
     return round((time.perf_counter() - began) * 1000, 1)
+
+
+def as_json(result: Answer) -> dict:
+    """The JSON shape printed by `mianjing ask --json`."""
+    return {
+        "question": result.question,
+        "standalone_question": result.standalone_question,
+        "answer": result.text,
+        "refused": result.refused,
+        "reason": result.reason,
+        "citations": [c.__dict__ for c in result.citations],
+        "passages": [p.chunk.id for p in result.passages],
+        "pointers": [{"id": h.chunk.id, "heading": " > ".join(h.chunk.heading)} for h in result.pointers],
+        "uncited_sentences": [s.text.strip() for s in result.sentences if not s.numbers],
+        "timings_ms": result.timings_ms,
+        "tokens_per_s": result.tokens_per_s,
+    }

@@ -32,6 +32,19 @@ class Settings:
     overlap: int = 100  # characters repeated between the parts of a split chunk
     min_chars: int = 60  # shorter units join their neighbour
     threads: int = 0  # torch CPU threads; 0 = torch's default
+    llm: str = "qwen2.5-coder-1.5b"  # bundled name, qwen2.5-coder-0.5b, a .gguf path, or openai:<model>
+    llm_base_url: str = (
+        ""  # OpenAI-compatible server for llm = openai:<model> (llama.cpp server, vLLM, Ollama)
+    )
+    llm_api_key: str = ""  # for that server, if it wants one
+    n_ctx: int = 4096  # llama.cpp context tokens: system + a few turns of passages and answers
+    n_batch: int = 512  # llama.cpp prompt batch
+    temperature: float = 0.0  # greedy: answers repeatable, closest to the passages
+    max_tokens: int = 384  # longest answer
+    llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
+    n_passages: int = 3  # passages in the prompt
+    passage_chars: int = 400  # longest passage text in the prompt
+    min_support: float = 0.45  # refuse an answer with less of its text found in the passages
 
     @property
     def index_dir(self) -> Path:
@@ -75,3 +88,18 @@ def _convert(raw: str, kind: object) -> object:
     if kind.startswith("float"):
         return float(raw)
     return raw
+
+
+def generator_args(settings: Settings) -> dict[str, object]:
+    """Keyword arguments for assistant.llm.Generator."""
+    return {
+        "model": settings.llm,
+        "cache_dir": settings.cache,
+        "base_url": settings.llm_base_url,
+        "api_key": settings.llm_api_key,
+        "n_ctx": settings.n_ctx,
+        "n_batch": settings.n_batch,
+        "temperature": settings.temperature,
+        "max_tokens": settings.max_tokens,
+        "threads": settings.llm_threads,
+    }

@@ -1,4 +1,7 @@
-"""The `mianjing` command: ingest | search (one question, a JSONL file of them, or an interactive prompt).
+"""The `mianjing` command: ingest | search | ask | chat.
+
+`search` and `ask` take one question, a JSONL file of them (`--questions`), or none (an interactive prompt
+for search); `chat` is a conversation with follow-up questions.
 
 Each command parses its flags, makes one library call and prints; `--json` prints machine-readable results.
 Errors a user can fix (missing notes folder, broken index, absent model) print one line and exit 2.
@@ -11,6 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on a model hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -21,10 +25,15 @@ from assistant.settings import Settings, from_env  # noqa: E402
 from ingest.load import CorpusError  # noqa: E402
 from retriever.search import MODES, Result, as_json  # noqa: E402
 
+if TYPE_CHECKING:
+    from assistant.answer import Answer
+
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     settings = from_env(
+        llm=getattr(args, "llm", None),
+        llm_base_url=getattr(args, "llm_base_url", None),
         corpus=args.corpus,
         index=args.index,
         mode=getattr(args, "mode", None),
@@ -47,6 +56,13 @@ def parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--index", type=Path, help="index folder (env MIANJING_INDEX)")
     common.add_argument("--reranker", help="CrossEncoder name or folder (env MIANJING_RERANKER)")
+    answering = argparse.ArgumentParser(add_help=False)
+    answering.add_argument("-k", type=int, help="passages retrieved (default 10)")
+    answering.add_argument("--mode", choices=MODES, help="retriever (default hybrid)")
+    answering.add_argument(
+        "--llm", help="qwen2.5-coder-1.5b (default), qwen2.5-coder-0.5b, a .gguf, openai:<model>"
+    )
+    answering.add_argument("--llm-base-url", help="OpenAI-compatible server for --llm openai:<model>")
     top = argparse.ArgumentParser(
         prog="mianjing", parents=[common], description="Search and ask your own interview notes, offline."
     )
@@ -58,6 +74,11 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", choices=MODES, help="retriever (default hybrid)")
     search.add_argument("--questions", type=Path, help='JSONL file, one {"question": …} per line')
     search.add_argument("--json", action="store_true", help="print JSON (one object per question)")
+    ask = sub.add_parser("ask", parents=[common, answering], help="answer a question from the notes, cited")
+    ask.add_argument("query", nargs="?", help="the question")
+    ask.add_argument("--questions", type=Path, help='JSONL file, one {"question": …} per line')
+    ask.add_argument("--json", action="store_true", help="print JSON (one object per question)")
+    sub.add_parser("chat", parents=[common, answering], help="a conversation about your notes")
     return top
 
 
@@ -131,7 +152,82 @@ def interactive(searcher: object) -> None:
         print(render(searcher.search(query), width=200))  # type: ignore[attr-defined]
 
 
-COMMANDS = {"ingest": ingest, "search": search}
+def load_answering(settings: Settings) -> tuple[object, object]:
+    """(searcher, generator): the index first, so a model that fails to load is the last thing said."""
+    from assistant.llm import Generator
+    from assistant.retrieval import Searcher
+    from assistant.settings import generator_args
+
+    searcher = Searcher(settings)
+    return searcher, Generator(**generator_args(settings))  # type: ignore[arg-type]
+
+
+def ask(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.answer import AnswerSettings, answer
+    from assistant.answer import as_json as answer_json
+
+    searcher, model = load_answering(settings)
+    options = AnswerSettings.of(settings)
+    if args.questions or args.json:
+        questions = read_questions(args.questions) if args.questions else [args.query or ""]
+        for question in questions:
+            result = answer(question, searcher=searcher, model=model, settings=options)  # type: ignore[arg-type]
+            print(json.dumps(answer_json(result), ensure_ascii=False), flush=True)
+        return 0
+    if not args.query:
+        raise ValueError("ask needs a question (or --questions FILE); for a conversation use: mianjing chat")
+    print_answer(answer(args.query, searcher=searcher, model=model, settings=options, on_text=_stream))  # type: ignore[arg-type]
+    return 0
+
+
+def chat(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.answer import AnswerSettings, Conversation
+
+    searcher, model = load_answering(settings)
+    conversation, options = Conversation(), AnswerSettings.of(settings)
+    print(
+        f"mianjing: chatting about {settings.corpus} with {model.describe()}. "  # type: ignore[attr-defined]
+        "Ctrl-D or an empty line to leave."
+    )
+    while True:
+        try:
+            question = input("\n问> ").strip()
+            if not question:
+                return 0
+            result = conversation.ask(
+                question, searcher=searcher, model=model, settings=options, on_text=_stream
+            )
+            print_answer(result, follow_up=len(conversation.messages) > 2)
+        except (EOFError, KeyboardInterrupt):
+            print()
+            return 0
+
+
+def _stream(piece: str) -> None:
+    print(piece, end="", flush=True)
+
+
+def print_answer(r: Answer, *, follow_up: bool = False) -> None:
+    """After the streamed text: the refusal or the cited sources, each with a short excerpt."""
+    if follow_up and r.standalone_question != r.question:
+        print(f"\n(rewritten: {r.standalone_question})")
+    if r.refused:
+        if r.generated:
+            print(f"\n\n⚠ not supported by your notes ({r.reason}); treated as:")
+        print(f"\n{r.text}  ({r.reason})\nclosest passages:")
+        for hit in r.pointers:
+            print(f"  · {' > '.join(hit.chunk.heading)}")
+        return
+    print("\n\nsources:")
+    for p in r.passages:
+        mark = "" if any(c.n == p.n for c in r.citations) else " (not cited)"
+        print(f"  [{p.n}] {' > '.join(p.chunk.heading)}{mark}\n      {' '.join(p.text.split())[:100]}")
+    uncited = [s.text.strip() for s in r.sentences if not s.numbers]
+    if uncited:
+        print(f"  ! {len(uncited)} sentence(s) without a source: {uncited[0][:60]}…")
+
+
+COMMANDS = {"ingest": ingest, "search": search, "ask": ask, "chat": chat}
 
 
 if __name__ == "__main__":
