@@ -39,7 +39,7 @@ class AnswerSettings:
     mode: str = "hybrid"  # retrieval mode for the passages
     k: int = 10  # hits retrieved; the best answering ones become passages
     n_passages: int = 3  # passages in the prompt (README: chosen by answer quality vs first-token time)
-    passage_chars: int = 400  # longest passage text shown to the model
+    passage_chars: int = 300  # longest passage text shown to the model
     min_support: float = 0.45  # share of answer bigrams that must come from the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is absent
 
@@ -96,9 +96,10 @@ def answer(
     began = time.perf_counter()
     # Step 1: a follow-up becomes a standalone question, using the conversation so far
     standalone = rewrite(question, history, model) if history else question
+    timings = {"rewrite": _ms(began)} if history else {}
     # Step 2: retrieve
     result = searcher.search(standalone, mode=settings.mode, k=settings.k)
-    timings = {"rewrite": _ms(began), "retrieve": result.timings_ms["total"]}
+    timings["retrieve"] = result.timings_ms["total"]
     # Step 3: choose passages: answering ones first, best first
     chosen = [h.chunk for h in result.hits if h.chunk.has_answer][: settings.n_passages]
     shown = prompt.passages(chosen, standalone, max_chars=settings.passage_chars)
@@ -107,9 +108,8 @@ def answer(
     if reason:
         return _refused(question, standalone, reason, result.hits, shown, timings, began)
     # Step 5: prompt; Step 6: generate, streamed
-    generated, first_token, pieces = _generate(model, prompt.messages(standalone, shown, history), on_text)
+    generated, first_token, speed = _generate(model, prompt.messages(standalone, shown, history), on_text)
     timings.update(first_token=first_token, total=_ms(began))
-    speed = pieces / max((timings["total"] - first_token) / 1000, 1e-6) if pieces > 1 else 0.0
     # Step 7: citations, with attribution for sentences the model left uncited
     sentences = cite.attribute(generated, [p.text for p in shown])
     citations = _citations(sentences, shown)
@@ -178,8 +178,8 @@ def rewrite(question: str, history: Sequence[tuple[str, str]], model: ChatModel)
 
 def _generate(
     model: ChatModel, messages: list[tuple[str, str]], on_text: Callable[[str], None] | None
-) -> tuple[str, float, int]:
-    """(text, ms to the first piece, number of pieces) of a streamed generation."""
+) -> tuple[str, float, float]:
+    """(text, ms to the first piece, pieces per second after it) of a streamed generation."""
     began = time.perf_counter()
     parts: list[str] = []
     first = 0.0
@@ -189,7 +189,9 @@ def _generate(
         parts.append(piece)
         if on_text:
             on_text(piece)
-    return "".join(parts).strip(), first, len(parts)
+    after_first = (_ms(began) - first) / 1000
+    speed = (len(parts) - 1) / after_first if len(parts) > 1 and after_first > 0 else 0.0
+    return "".join(parts).strip(), first, speed
 
 
 def _said_refusal(text: str) -> str:

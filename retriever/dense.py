@@ -25,7 +25,7 @@ def model_path(model: str, *, cache_dir: Path) -> str:
 class Embedder:
     """One loaded sentence-transformers model: passages and queries -> normalized float32 vectors."""
 
-    def __init__(self, model: str, *, cache_dir: Path, threads: int = 0, batch_size: int = 16) -> None:
+    def __init__(self, model: str, *, cache_dir: Path, threads: int = 0, batch_size: int = 4) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
 

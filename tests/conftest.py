@@ -51,3 +51,13 @@ class HashEmbedder:
 @pytest.fixture
 def embedder() -> HashEmbedder:
     return HashEmbedder()
+
+
+@pytest.fixture(scope="session")
+def bundled(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A Searcher over the bundled notes with the real bundled e5 model, its index built once per run."""
+    from assistant.retrieval import Searcher
+    from assistant.settings import BUNDLED_CORPUS, from_env
+
+    settings = from_env(corpus=BUNDLED_CORPUS, index=tmp_path_factory.mktemp("bundled") / "index")
+    return Searcher(settings, warn=lambda _: None)

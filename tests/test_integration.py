@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from assistant.retrieval import Searcher
-from assistant.settings import BUNDLED_CORPUS, from_env
+from assistant.settings import BUNDLED_CORPUS
 from eval.dataset import load_dataset
 from eval.run import retrieval_report
 
@@ -20,12 +20,6 @@ DEV = REPO / "eval" / "data" / "dev.jsonl"
 # Measured on the dev set (README, "Retrieval quality"); the margin absorbs small model/platform noise.
 HYBRID_HIT5 = 0.921
 MARGIN = 0.02
-
-
-@pytest.fixture(scope="module")
-def bundled(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
-    settings = from_env(corpus=BUNDLED_CORPUS, index=tmp_path_factory.mktemp("bundled") / "index")
-    return Searcher(settings, warn=lambda _: None)
 
 
 def test_dev_set_retrieval_quality(bundled: Searcher) -> None:
