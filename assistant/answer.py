@@ -115,8 +115,12 @@ def answer(
     citations = _citations(sentences, shown)
     # Step 8: the model's own refusal, or an answer the passages do not support
     support = cite.support(generated, [p.chunk.indexed for p in shown])
+    # An English answer to Chinese notes shares few words with them: there, a cited answer is kept.
+    lexical = not (prompt.is_english(standalone) and any(sent.cited for sent in sentences))
     reason = _said_refusal(generated) or (
-        f"answer not supported by the notes (support {support:.2f})" if support < settings.min_support else ""
+        f"answer not supported by the notes (support {support:.2f})"
+        if lexical and support < settings.min_support
+        else ""
     )
     if reason:
         refused = _refused(question, standalone, reason, result.hits, shown, timings, began)
@@ -143,25 +147,31 @@ def answer(
 
 
 def gate_terms(question: str, searcher: Searcher, share: float) -> str:
-    """A refusal reason when at least `share` of the question's technical terms (two capitals or a digit:
-    DoRA, FP8, BLIP-2) occur nowhere in the notes; "" otherwise."""
-    terms = [
-        t
-        for t in dict.fromkeys(TERM.findall(question))
-        if sum(c.isupper() for c in t) >= 2 or any(c.isdigit() for c in t)
-    ]
-    if not terms:
-        return ""
-    vocabulary = searcher.index.vocabulary
-    absent = [t for t in terms if not _known(t, vocabulary)]
+    """A refusal reason when at least `share` of the question's technical terms occur nowhere in the notes;
+    "" otherwise. Technical terms are those with two capitals or a digit (DoRA, FP8, BLIP-2); only when
+    there are none, capitalized words that do not open the question (Chinchilla)."""
+    found = list(dict.fromkeys(m.group(0) for m in TERM.finditer(question)))
+    terms = [t for t in found if sum(c.isupper() for c in t) >= 2 or any(c.isdigit() for c in t)]
+    terms = terms or [t for t in found if t[0].isupper() and not _opens(question, t)]
+    absent = [t for t in terms if not _known(t, searcher.index.vocabulary)]
     if absent and len(absent) >= share * len(terms):
         return f"the notes never mention {', '.join(absent)}"
     return ""
 
 
+def _opens(question: str, term: str) -> bool:
+    """Does `term` start the question or a sentence in it (capitalized for grammar, not as a name)?"""
+    before = question[: question.index(term)].rstrip()
+    return not before or before[-1] in ".?!。？！"
+
+
 def _known(term: str, vocabulary: set[str]) -> bool:
+    """In the index vocabulary whole, without its hyphens, or as all of its hyphen-separated parts."""
     low = term.lower()
-    return any(v in vocabulary for v in (low, low.replace("-", ""), low.replace(".", "")))
+    parts = [p for p in re.split(r"[-.]", low) if p]
+    return any(v in vocabulary for v in (low, low.replace("-", ""), low.replace(".", ""))) or (
+        len(parts) > 1 and all(p in vocabulary for p in parts)
+    )
 
 
 def rewrite(question: str, history: Sequence[tuple[str, str]], model: ChatModel) -> str:

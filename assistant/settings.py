@@ -63,6 +63,11 @@ ENV = {  # variable -> field
     "MIANJING_MODE": "mode",
     "MIANJING_K": "k",
     "MIANJING_THREADS": "threads",
+    "MIANJING_LLM": "llm",
+    "MIANJING_LLM_BASE_URL": "llm_base_url",
+    "MIANJING_LLM_API_KEY": "llm_api_key",
+    "MIANJING_LLM_THREADS": "llm_threads",
+    "MIANJING_N_CTX": "n_ctx",
 }
 
 

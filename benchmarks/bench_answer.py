@@ -79,17 +79,25 @@ def main() -> None:
         follow = chat.ask("为什么？", searcher=searcher, model=generator, settings=options)
         rows.append((question, first, pipe_total, r_first, r_total, r_tokens, follow))
     print(f"\nmachine: {machine()}; model {generator.describe()}; date {time.strftime('%Y-%m-%d')}\n")
-    print(
-        "| question | pipeline first token | raw first token | pipeline tok/s | raw tok/s | ratio | follow-up first token |"
-    )
+    header = [
+        "question",
+        "pipeline first token",
+        "raw first token",
+        "pipeline tok/s",
+        "raw tok/s",
+        "ratio",
+        "follow-up first token",
+    ]
+    print("| " + " | ".join(header) + " |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     ratios = []
-    for q, a, total, rf, rt, rn, f in rows:
+    for q, a, _, rf, rt, rn, f in rows:
         raw_speed = (rn - 1) / max(rt - rf, 1e-6)
         ratios.append(a.tokens_per_s / raw_speed if raw_speed else 0.0)
+        first, follow = a.timings_ms.get("first_token", 0) / 1000, f.timings_ms.get("first_token", 0) / 1000
         print(
-            f"| {q} | {a.timings_ms.get('first_token', 0) / 1000:.1f} s | {rf:.1f} s | {a.tokens_per_s:.1f} | "
-            f"{raw_speed:.1f} | {ratios[-1]:.2f} | {f.timings_ms.get('first_token', 0) / 1000:.1f} s |"
+            f"| {q} | {first:.1f} s | {rf:.1f} s | {a.tokens_per_s:.1f} | {raw_speed:.1f} | {ratios[-1]:.2f} "
+            f"| {follow:.1f} s |"
         )
     print(f"\nmedian speed ratio pipeline/raw: {statistics.median(ratios):.2f}")
 

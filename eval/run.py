@@ -93,9 +93,10 @@ def answer_report(
             }
         )
         if progress:
+            first = result.timings_ms.get("first_token", 0)
             progress(
                 f"{item.id} refused={result.refused} ({result.reason}) support={result.support:.2f} "
-                f"cited_relevant={cited_relevant} first_token={result.timings_ms.get('first_token', 0):.0f}ms "
+                f"cited_relevant={cited_relevant} first_token={first:.0f}ms "
                 f"{result.tokens_per_s:.1f}tok/s | {(result.generated or result.text)[:70]!r}"
             )
     answerable = [r for r in rows if r["answerable"]]

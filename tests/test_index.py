@@ -133,3 +133,25 @@ def test_empty_corpus_is_an_error(tmp_path: Path, embedder: HashEmbedder) -> Non
     (tmp_path / "empty").mkdir()
     with pytest.raises(index_.CorpusError, match="no readable"):
         ingest(tmp_path / "empty", tmp_path / "ix", embedder)
+
+
+def test_every_setting_variable_is_read() -> None:
+    from assistant.settings import ENV, from_env
+
+    values = {
+        "MIANJING_LLM": "/x/m.gguf",
+        "MIANJING_LLM_THREADS": "1",
+        "MIANJING_N_CTX": "2048",
+        "MIANJING_K": "3",
+        "MIANJING_LLM_BASE_URL": "http://127.0.0.1:1/v1",
+        "MIANJING_CORPUS": "/notes",
+    }
+    s = from_env(values, k=5)
+    assert (s.llm, s.llm_threads, s.n_ctx, s.k, s.llm_base_url) == (
+        "/x/m.gguf",
+        1,
+        2048,
+        5,
+        "http://127.0.0.1:1/v1",
+    )
+    assert str(s.corpus) == "/notes" and set(values) <= set(ENV)

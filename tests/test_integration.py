@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from assistant.retrieval import Searcher
 from assistant.settings import BUNDLED_CORPUS
 from eval.dataset import load_dataset

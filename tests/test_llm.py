@@ -20,8 +20,10 @@ import pytest
 
 from assistant import llm
 
-QUESTION = [("system", "You are a helpful assistant. Answer in one short sentence."),
-            ("user", "What is the capital of France?")]
+QUESTION = [
+    ("system", "You are a helpful assistant. Answer in one short sentence."),
+    ("user", "What is the capital of France?"),
+]
 
 
 def _package_folder(package: str) -> Path | None:
@@ -40,11 +42,13 @@ def smol_gguf() -> Path:
 
 @pytest.fixture(scope="module")
 def smol(smol_gguf: Path, tmp_path_factory: pytest.TempPathFactory) -> llm.Generator:
-    return llm.Generator(model=str(smol_gguf), cache_dir=tmp_path_factory.mktemp("cache"), n_ctx=1024,
-                         max_tokens=40, threads=1)  # 1: robust when another process holds a core
+    return llm.Generator(
+        model=str(smol_gguf), cache_dir=tmp_path_factory.mktemp("cache"), n_ctx=1024, max_tokens=40, threads=1
+    )  # 1: robust when another process holds a core
 
 
 # --- joining bundled parts ---------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, list[Path]]:
@@ -63,13 +67,23 @@ def fake_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[bytes, 
 
 
 def register(monkeypatch: pytest.MonkeyPatch, data: bytes, sha: str) -> None:
-    fake = llm.Bundled("fake.gguf", (("fake_part1", "data/part01.bin"), ("fake_part2", "data/part02.bin"),
-                                     ("fake_part3", "data/part03.bin")), "9.9", len(data), sha)
+    fake = llm.Bundled(
+        "fake.gguf",
+        (
+            ("fake_part1", "data/part01.bin"),
+            ("fake_part2", "data/part02.bin"),
+            ("fake_part3", "data/part03.bin"),
+        ),
+        "9.9",
+        len(data),
+        sha,
+    )
     monkeypatch.setitem(llm.BUNDLED, "fake", fake)
 
 
-def test_ensure_gguf_joins_verifies_and_is_idempotent(fake_parts: tuple[bytes, list[Path]], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ensure_gguf_joins_verifies_and_is_idempotent(
+    fake_parts: tuple[bytes, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data, _ = fake_parts
     path = llm.ensure_gguf("fake", tmp_path / "cache")
     assert path == tmp_path / "cache" / "models" / "fake.gguf"
@@ -91,7 +105,8 @@ def test_ensure_gguf_rejoins_a_damaged_file(fake_parts: tuple[bytes, list[Path]]
 
 
 def test_ensure_gguf_rejects_a_wrong_hash_and_leaves_nothing(
-        fake_parts: tuple[bytes, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_parts: tuple[bytes, list[Path]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data, _ = fake_parts
     register(monkeypatch, data, "0" * 64)
     with pytest.raises(RuntimeError, match=r"sha256 .* pip install --force-reinstall fake-part1==9.9"):
@@ -106,6 +121,7 @@ def test_missing_part_packages_say_what_to_install(tmp_path: Path, monkeypatch: 
 
 
 # --- resolving the setting ---------------------------------------------------------------------------------
+
 
 def test_resolve_model(tmp_path: Path, smol_gguf: Path) -> None:
     spec = llm.resolve_model("qwen2.5-coder-1.5b", cache_dir=tmp_path)
@@ -126,6 +142,7 @@ def test_missing_gguf_path_is_a_runtime_error(tmp_path: Path) -> None:
 
 
 # --- in process: SmolLM2-135M through ChatLlamaCpp ---------------------------------------------------------
+
 
 def test_truncated_gguf_is_a_runtime_error(smol_gguf: Path, tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.gguf"
@@ -209,13 +226,22 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         base = {"id": "c1", "created": 0, "model": body["model"]}
         if not body.get("stream"):
             message = {"role": "assistant", "content": "".join(SERVER_PIECES)}
-            reply = {**base, "object": "chat.completion",
-                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
+            reply = {
+                **base,
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
             self._send("application/json", json.dumps(reply).encode())
             return
         deltas = [{"role": "assistant", "content": ""}] + [{"content": p} for p in SERVER_PIECES]
-        events = [{**base, "object": "chat.completion.chunk",
-                   "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+        events = [
+            {
+                **base,
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": d, "finish_reason": None}],
+            }
+            for d in deltas
+        ]
         lines = [f"data: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events] + ["data: [DONE]\n\n"]
         self._send("text/event-stream", "".join(lines).encode())
 
@@ -275,6 +301,7 @@ def test_server_gone_mid_session_is_a_runtime_error(tmp_path: Path) -> None:
 
 
 # --- the real bundled model --------------------------------------------------------------------------------
+
 
 def test_bundled_qwen_1_5b_answers_in_chinese(tmp_path: Path) -> None:
     """Real model: join the 22 part packages (~1.1 GB, verified), load with llama.cpp, answer in Chinese."""

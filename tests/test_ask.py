@@ -1,0 +1,116 @@
+"""`mianjing ask` end to end: plumbing with the small SmolLM2 GGUF, quality with the bundled 1.5B model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from assistant.answer import AnswerSettings, Conversation, answer
+from assistant.llm import Generator
+from assistant.retrieval import Searcher
+from assistant.settings import BUNDLED_CORPUS, generator_args
+from eval.dataset import load_dataset, relevant
+from tests.test_llm import smol_gguf  # noqa: F401  (fixture)
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures" / "notes"
+
+
+def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "ui.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_ask_json_and_questions_file_with_a_small_gguf(smol_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+    env = {
+        "MIANJING_CORPUS": str(FIXTURES),
+        "MIANJING_INDEX": str(tmp_path / "ix"),
+        "MIANJING_LLM_THREADS": "1",
+        "MIANJING_LLM": str(smol_gguf),
+    }
+    out = cli("ask", "KV Cache 是什么？", "--json", env=env)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) >= {
+        "question",
+        "standalone_question",
+        "answer",
+        "refused",
+        "citations",
+        "passages",
+        "timings_ms",
+        "tokens_per_s",
+    }
+    assert result["passages"] and result["passages"][0].endswith("#注意力机制/4")
+    assert set(result["timings_ms"]) >= {"retrieve", "first_token", "total"}
+    assert all(c["id"] in result["passages"] for c in result["citations"])
+    questions = tmp_path / "q.jsonl"
+    questions.write_text('{"question": "LoRA 怎么用？"}\n{"question": "What is DoRA?"}\n', encoding="utf-8")
+    out = cli("ask", "--questions", str(questions), "--json", env=env)
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["question"] for r in lines] == ["LoRA 怎么用？", "What is DoRA?"]
+    assert lines[1]["refused"] and lines[1]["answer"] == "The notes do not cover this."
+
+
+def test_ask_with_a_missing_model_is_one_line_and_search_still_works(tmp_path: Path) -> None:
+    env = {
+        "MIANJING_CORPUS": str(FIXTURES),
+        "MIANJING_INDEX": str(tmp_path / "ix"),
+        "MIANJING_LLM": str(tmp_path / "absent.gguf"),
+    }
+    out = cli("ask", "KV Cache 是什么？", env=env)
+    assert out.returncode == 2 and out.stderr.strip().splitlines()[-1].startswith(
+        "mianjing: error: model file"
+    )
+    assert cli("search", "KV Cache", "--json", env=env).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def qwen(bundled: Searcher) -> Generator:
+    return Generator(**generator_args(bundled.settings))  # type: ignore[arg-type]
+
+
+# Dev questions the 1.5B answers with a relevant citation (README, "Answers"); ids from eval/data/dev.jsonl.
+ANSWERABLE = ("d039", "d094", "d130")
+UNANSWERABLE = "d190"  # Python generators: not term-gated, so the model answers and the support gate refuses
+
+
+def dev_items() -> dict[str, object]:
+    items, _ = load_dataset(REPO / "eval" / "data" / "dev.jsonl", BUNDLED_CORPUS)
+    return {item.id: item for item in items}
+
+
+@pytest.mark.parametrize("item_id", ANSWERABLE)
+def test_bundled_model_answers_with_a_relevant_citation(
+    bundled: Searcher, qwen: Generator, item_id: str
+) -> None:
+    item = dev_items()[item_id]
+    result = answer(item.question, searcher=bundled, model=qwen, settings=AnswerSettings.of(bundled.settings))  # type: ignore[attr-defined]
+    assert not result.refused, result.reason
+    assert result.citations and {c.id for c in result.citations} <= {p.chunk.id for p in result.passages}
+    assert any(relevant(item, c.source, c.start, c.end) for c in result.citations)  # type: ignore[arg-type]
+
+
+def test_bundled_model_refuses_what_the_notes_do_not_cover(bundled: Searcher, qwen: Generator) -> None:
+    item = dev_items()[UNANSWERABLE]
+    result = answer(item.question, searcher=bundled, model=qwen, settings=AnswerSettings.of(bundled.settings))  # type: ignore[attr-defined]
+    assert result.refused and result.pointers
+
+
+def test_bundled_model_follow_up_is_rewritten(bundled: Searcher, qwen: Generator) -> None:
+    chat = Conversation()
+    options = AnswerSettings.of(bundled.settings)
+    chat.ask("ZeRO-2 对哪些状态做了分片？", searcher=bundled, model=qwen, settings=options)
+    second = chat.ask("那 ZeRO-3 呢？", searcher=bundled, model=qwen, settings=options)
+    assert second.standalone_question != "那 ZeRO-3 呢？" and "ZeRO" in second.standalone_question
