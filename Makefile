@@ -17,6 +17,7 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_retrieval.py
+	$(BIN)/python benchmarks/bench_answer.py
 
 # torch first, from the pinned CPU build: an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml

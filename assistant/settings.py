@@ -9,6 +9,7 @@ import hashlib
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 from retriever.e5 import E5_NAME
 
@@ -95,7 +96,7 @@ def _convert(raw: str, kind: object) -> object:
     return raw
 
 
-def generator_args(settings: Settings) -> dict[str, object]:
+def generator_args(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for assistant.llm.Generator."""
     return {
         "model": settings.llm,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +64,16 @@ def bundled(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untype
 
     settings = from_env(corpus=BUNDLED_CORPUS, index=tmp_path_factory.mktemp("bundled") / "index")
     return Searcher(settings, warn=lambda _: None)
+
+
+def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `mianjing` (python -m ui.cli) in a subprocess with extra environment variables."""
+    return subprocess.run(
+        [sys.executable, "-m", "ui.cli", *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=600,
+    )

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +12,11 @@ from assistant.llm import Generator
 from assistant.retrieval import Searcher
 from assistant.settings import BUNDLED_CORPUS, generator_args
 from eval.dataset import load_dataset, relevant
+from tests.conftest import cli
 from tests.test_llm import smol_gguf  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "notes"
-
-
-def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ui.cli", *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_ask_json_and_questions_file_with_a_small_gguf(smol_gguf: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from assistant.retrieval import Searcher
 from assistant.settings import BUNDLED_CORPUS
 from eval.dataset import load_dataset
 from eval.run import retrieval_report
+from tests.conftest import cli
 
 REPO = Path(__file__).resolve().parent.parent
 DEV = REPO / "eval" / "data" / "dev.jsonl"
@@ -28,18 +26,6 @@ def test_dev_set_retrieval_quality(bundled: Searcher) -> None:
     assert hybrid["hit@5"] >= HYBRID_HIT5 - MARGIN
     assert hybrid["mrr@10"] > report["bm25"]["overall"]["mrr@10"]
     assert hybrid["mrr@10"] > report["dense"]["overall"]["mrr@10"]
-
-
-def cli(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ui.cli", *args],
-        cwd=REPO,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=600,
-    )
 
 
 def test_cli_search_json_and_questions_file(bundled: Searcher, tmp_path: Path) -> None:

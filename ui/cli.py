@@ -27,6 +27,8 @@ from retriever.search import MODES, Result, as_json  # noqa: E402
 
 if TYPE_CHECKING:
     from assistant.answer import Answer
+    from assistant.llm import Generator
+    from assistant.retrieval import Searcher
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,9 +138,9 @@ def render(result: Result, *, width: int = 160) -> str:
     return "\n".join(lines)
 
 
-def interactive(searcher: object) -> None:
+def interactive(searcher: Searcher) -> None:
     print(
-        f"mianjing: {len(searcher.index.chunks)} passages from {searcher.settings.corpus}. "  # type: ignore
+        f"mianjing: {len(searcher.index.chunks)} passages from {searcher.settings.corpus}. "
         "Ask a question (empty line or Ctrl-D to quit)."
     )
     while True:
@@ -149,17 +151,17 @@ def interactive(searcher: object) -> None:
             return
         if not query:
             return
-        print(render(searcher.search(query), width=200))  # type: ignore[attr-defined]
+        print(render(searcher.search(query), width=200))
 
 
-def load_answering(settings: Settings) -> tuple[object, object]:
+def load_answering(settings: Settings) -> tuple[Searcher, Generator]:
     """(searcher, generator): the index first, so a model that fails to load is the last thing said."""
     from assistant.llm import Generator
     from assistant.retrieval import Searcher
     from assistant.settings import generator_args
 
     searcher = Searcher(settings)
-    return searcher, Generator(**generator_args(settings))  # type: ignore[arg-type]
+    return searcher, Generator(**generator_args(settings))
 
 
 def ask(args: argparse.Namespace, settings: Settings) -> int:
@@ -171,12 +173,12 @@ def ask(args: argparse.Namespace, settings: Settings) -> int:
     if args.questions or args.json:
         questions = read_questions(args.questions) if args.questions else [args.query or ""]
         for question in questions:
-            result = answer(question, searcher=searcher, model=model, settings=options)  # type: ignore[arg-type]
+            result = answer(question, searcher=searcher, model=model, settings=options)
             print(json.dumps(answer_json(result), ensure_ascii=False), flush=True)
         return 0
     if not args.query:
         raise ValueError("ask needs a question (or --questions FILE); for a conversation use: mianjing chat")
-    print_answer(answer(args.query, searcher=searcher, model=model, settings=options, on_text=_stream))  # type: ignore[arg-type]
+    print_answer(answer(args.query, searcher=searcher, model=model, settings=options, on_text=_stream))
     return 0
 
 
@@ -186,7 +188,7 @@ def chat(args: argparse.Namespace, settings: Settings) -> int:
     searcher, model = load_answering(settings)
     conversation, options = Conversation(), AnswerSettings.of(settings)
     print(
-        f"mianjing: chatting about {settings.corpus} with {model.describe()}. "  # type: ignore[attr-defined]
+        f"mianjing: chatting about {settings.corpus} with {model.describe()}. "
         "Ctrl-D or an empty line to leave."
     )
     while True:
