@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from assistant import cite, prompt
 from assistant.retrieval import Searcher
@@ -90,9 +90,12 @@ def answer(
     model: ChatModel,
     settings: AnswerSettings = AnswerSettings(),
     history: Sequence[tuple[str, str]] = (),
+    known: Sequence[prompt.Passage] = (),
     on_text: Callable[[str], None] | None = None,
 ) -> Answer:
-    """Answer `question` from the notes; `on_text` receives the generated text as it streams."""
+    """Answer `question` from the notes; `on_text` receives the generated text as it streams.
+
+    `history` holds the conversation's earlier messages and `known` the passages they showed."""
     began = time.perf_counter()
     # Step 1: a follow-up becomes a standalone question, using the conversation so far
     standalone = rewrite(question, history, model) if history else question
@@ -102,16 +105,17 @@ def answer(
     timings["retrieve"] = result.timings_ms["total"]
     # Step 3: choose passages: answering ones first, best first
     chosen = [h.chunk for h in result.hits if h.chunk.has_answer][: settings.n_passages]
-    shown = prompt.passages(chosen, standalone, max_chars=settings.passage_chars)
+    shown = prompt.passages(chosen, standalone, max_chars=settings.passage_chars, known=known)
     # Step 4: refuse before generating when the notes cannot hold the answer
     reason = gate_terms(standalone, searcher, settings.unknown_terms) or ("" if shown else "no passage found")
     if reason:
         return _refused(question, standalone, reason, result.hits, shown, timings, began)
     # Step 5: prompt; Step 6: generate, streamed
-    generated, first_token, speed = _generate(model, prompt.messages(standalone, shown, history), on_text)
+    messages = prompt.messages(standalone, shown, history, known)
+    generated, first_token, speed = _generate(model, messages, on_text)
     timings.update(first_token=first_token, total=_ms(began))
     # Step 7: citations, with attribution for sentences the model left uncited
-    sentences = cite.attribute(generated, [p.text for p in shown])
+    sentences = cite.attribute(generated, {p.n: p.text for p in shown})
     citations = _citations(sentences, shown)
     # Step 8: the model's own refusal, or an answer the passages do not support
     support = cite.support(generated, [p.chunk.indexed for p in shown])
@@ -127,7 +131,7 @@ def answer(
         return Answer(
             **{**refused.__dict__, "generated": generated, "support": support, "sentences": sentences}
         )
-    turn = (("user", prompt.user_message(standalone, shown)), ("assistant", generated))
+    turn = (messages[-1], ("assistant", generated))
     return Answer(
         question,
         standalone,
@@ -211,11 +215,12 @@ def _said_refusal(text: str) -> str:
 
 
 def _citations(sentences: list[cite.Sentence], shown: list[prompt.Passage]) -> list[Citation]:
-    used = dict.fromkeys(n for s in sentences for n in s.numbers)
+    numbered = {p.n: p for p in shown}
+    used = dict.fromkeys(n for s in sentences for n in s.numbers if n in numbered)
     return [
-        Citation(n, p.chunk.id, p.chunk.source, p.chunk.start, p.chunk.end, " > ".join(p.chunk.heading))
+        Citation(n, c.id, c.source, c.start, c.end, " > ".join(c.heading))
         for n in used
-        for p in shown[n - 1 : n]
+        for c in [numbered[n].chunk]
     ]
 
 
@@ -236,23 +241,28 @@ def _refused(
 
 class Conversation:
     """A chat: each answer's exact messages are kept, so the next prompt extends the last one and
-    llama.cpp evaluates only the new turn. Only the last `keep` turns are sent."""
+    llama.cpp evaluates only the new turn; passages shown in a kept turn are referred to by number.
+    Only the last `keep` turns are sent."""
 
     def __init__(self, *, keep: int = 3) -> None:
-        self.messages: list[tuple[str, str]] = []
+        self.turns: list[tuple[tuple[tuple[str, str], ...], list[prompt.Passage]]] = []
         self.keep = keep
 
-    def ask(self, question: str, **kwargs: object) -> Answer:
-        result = answer(question, history=self.messages[-2 * self.keep :], **kwargs)  # type: ignore[arg-type]
-        self.messages += list(result.turn)
+    @property
+    def messages(self) -> list[tuple[str, str]]:
+        return [m for turn, _ in self.turns[-self.keep :] for m in turn]
+
+    @property
+    def known(self) -> list[prompt.Passage]:
+        return list(dict.fromkeys(p for _, shown in self.turns[-self.keep :] for p in shown))
+
+    def ask(self, question: str, **kwargs: Any) -> Answer:
+        result = answer(question, history=self.messages, known=self.known, **kwargs)
+        self.turns.append((result.turn, result.passages if result.generated else []))
         return result
 
     def clear(self) -> None:
-        self.messages.clear()
-
-
-def _ms(began: float) -> float:
-    return round((time.perf_counter() - began) * 1000, 1)
+        self.turns.clear()
 
 
 def as_json(result: Answer) -> dict:
@@ -270,3 +280,7 @@ def as_json(result: Answer) -> dict:
         "timings_ms": result.timings_ms,
         "tokens_per_s": result.tokens_per_s,
     }
+
+
+def _ms(began: float) -> float:
+    return round((time.perf_counter() - began) * 1000, 1)

@@ -13,6 +13,7 @@ Does not: judge whether a cited passage really entails the sentence (that is the
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 MARK = re.compile(r"[\[【［]\s*(\d{1,2}(?:\s*[-–,，、]\s*\d{1,2})*)\s*[\]】］]")
@@ -44,17 +45,17 @@ def numbers(mark: str) -> list[int]:
     return out
 
 
-def parse(answer: str, n_passages: int) -> list[int]:
-    """Valid passage numbers cited anywhere in the answer, in order of first mention."""
+def parse(answer: str, valid: Collection[int]) -> list[int]:
+    """Passage numbers cited anywhere in the answer that are in `valid`, in order of first mention."""
     found = [n for m in MARK.finditer(answer) for n in numbers(m.group(1))]
-    return list(dict.fromkeys(n for n in found if 1 <= n <= n_passages))
+    return list(dict.fromkeys(n for n in found if n in valid))
 
 
 def strip_marks(text: str) -> str:
     return MARK.sub("", text)
 
 
-def sentences(answer: str, n_passages: int) -> list[Sentence]:
+def sentences(answer: str, valid: Collection[int]) -> list[Sentence]:
     """The answer's sentences with the valid marks each carries (a mark at a sentence start belongs
     to the sentence before it, as in "……缓存。[2]")."""
     out: list[Sentence] = []
@@ -63,13 +64,13 @@ def sentences(answer: str, n_passages: int) -> list[Sentence]:
         lead = re.match(r"\s*((?:" + MARK.pattern + r"\s*)+)", text)
         if lead and out:
             prev = out[-1]
-            moved = tuple(dict.fromkeys(prev.cited + tuple(parse(lead.group(1), n_passages))))
+            moved = tuple(dict.fromkeys(prev.cited + tuple(parse(lead.group(1), valid))))
             out[-1] = Sentence(prev.text + lead.group(0), prev.start, m.start() + lead.end(), moved)
             text, start = text[lead.end() :], m.start() + lead.end()
         else:
             start = m.start()
         if strip_marks(text).strip():
-            out.append(Sentence(text, start, start + len(text), tuple(parse(text, n_passages))))
+            out.append(Sentence(text, start, start + len(text), tuple(parse(text, valid))))
     return out
 
 
@@ -86,17 +87,17 @@ def bigrams(text: str) -> set[str]:
     return units
 
 
-def attribute(answer: str, passages: list[str], *, threshold: float = 0.5) -> list[Sentence]:
-    """Sentences, each uncited one attributed to the passage covering most of its bigrams (>= threshold)."""
-    grams = [bigrams(p) for p in passages]
+def attribute(answer: str, passages: dict[int, str], *, threshold: float = 0.5) -> list[Sentence]:
+    """Sentences, each uncited one attributed to the passage (by number) covering most of its bigrams,
+    when that passage covers at least `threshold` of them."""
+    grams = {n: bigrams(text) for n, text in passages.items()}
     out = []
-    for s in sentences(answer, len(passages)):
-        if not s.cited:
-            mine = bigrams(s.text)
-            if len(mine) >= 4:
-                best = max(range(len(grams)), key=lambda i: len(mine & grams[i]), default=None)
-                if best is not None and len(mine & grams[best]) / len(mine) >= threshold:
-                    s = Sentence(s.text, s.start, s.end, (), (best + 1,))
+    for s in sentences(answer, grams.keys()):
+        mine = bigrams(s.text)
+        if not s.cited and len(mine) >= 4 and grams:
+            best = max(grams, key=lambda n: len(mine & grams[n]))
+            if len(mine & grams[best]) / len(mine) >= threshold:
+                s = Sentence(s.text, s.start, s.end, (), (best,))
         out.append(s)
     return out
 

@@ -80,18 +80,35 @@ def window(text: str, question: str, max_chars: int) -> str:
     return best.strip()
 
 
-def passages(chunks: list[Chunk], question: str, *, max_chars: int) -> list[Passage]:
-    return [Passage(n, c, window(c.text, question, max_chars)) for n, c in enumerate(chunks, start=1)]
+def passages(
+    chunks: list[Chunk], question: str, *, max_chars: int, known: Sequence[Passage] = ()
+) -> list[Passage]:
+    """Number the chosen chunks; a chunk already shown earlier in the conversation keeps its number."""
+    earlier = {p.chunk.id: p for p in known}
+    n = max((p.n for p in known), default=0)
+    out = []
+    for chunk in chunks:
+        if chunk.id not in earlier:
+            n += 1
+            earlier[chunk.id] = Passage(n, chunk, window(chunk.text, question, max_chars))
+        out.append(earlier[chunk.id])
+    return out
 
 
-def user_message(question: str, shown: list[Passage]) -> str:
-    blocks = "\n".join(f"[{p.n}] {p.heading}\n{p.text}" for p in shown)
+def user_message(question: str, shown: list[Passage], known: Sequence[Passage] = ()) -> str:
+    """New passages in full; passages already in the conversation by number only, so a follow-up
+    that lands on the same passages adds a few tokens to the prompt instead of hundreds."""
+    fresh = [p for p in shown if p not in known]
+    blocks = "".join(f"[{p.n}] {p.heading}\n{p.text}\n" for p in fresh)
+    again = "、".join(f"[{p.n}]" for p in shown if p in known)
     rule = (
         "Answer in English, end every sentence with its [number]."
         if is_english(question)
         else "请用中文回答，每句话末尾标注 [编号]。"
     )
-    return f"笔记片段：\n{blocks}\n问题：{question}\n{rule}\n回答："
+    head = f"笔记片段：\n{blocks}" if fresh else ""
+    also = f"（前面的片段 {again} 也与此问题相关）\n" if again else ""
+    return f"{head}{also}问题：{question}\n{rule}\n回答："
 
 
 def history_messages(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -100,7 +117,10 @@ def history_messages(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]
 
 
 def messages(
-    question: str, shown: list[Passage], history: Sequence[tuple[str, str]] = ()
+    question: str,
+    shown: list[Passage],
+    history: Sequence[tuple[str, str]] = (),
+    known: Sequence[Passage] = (),
 ) -> list[tuple[str, str]]:
     """(role, text) pairs: system, earlier turns, then this turn's passages and question."""
-    return history_messages(history) + [("user", user_message(question, shown))]
+    return history_messages(history) + [("user", user_message(question, shown, known))]

@@ -42,16 +42,16 @@ class ScriptedModel:
     ],
 )
 def test_parse_citations(text: str, n: int, expected: list[int]) -> None:
-    assert cite.parse(text, n) == expected
+    assert cite.parse(text, range(1, n + 1)) == expected
 
 
 def test_mark_at_sentence_start_belongs_to_the_sentence_before() -> None:
-    s = cite.sentences("KV Cache 缓存 K 和 V。[1] 它用显存换时间。", 2)
+    s = cite.sentences("KV Cache 缓存 K 和 V。[1] 它用显存换时间。", {1, 2})
     assert [x.cited for x in s] == [(1,), ()]
 
 
 def test_attribution_finds_the_passage_an_uncited_sentence_copies() -> None:
-    passages = ["推理时缓存历史 token 的 K 和 V，避免重复计算。", "梯度累积把多个小 batch 的梯度累加。"]
+    passages = {1: "推理时缓存历史 token 的 K 和 V，避免重复计算。", 2: "梯度累积把多个小 batch 的梯度累加。"}
     s = cite.attribute("梯度累积会把多个小 batch 的梯度累加起来。太阳从东边升起来了。", passages)
     assert s[0].cited == () and s[0].attributed == (2,)
     assert s[1].numbers == ()  # matches nothing: stays visibly uncited
@@ -157,5 +157,11 @@ def test_follow_up_is_rewritten_and_extends_the_conversation(searcher: Searcher)
     assert rewrite_request[:3] == final_prompt[:3]  # same prefix: system + the first turn
     assert final_prompt[1:3] == list(first.turn)
     assert not second.refused
+    reused = [p for p in second.passages if p in first.passages]
+    assert reused, "the follow-up should land on passages of the first turn"
+    user = final_prompt[-1][1]
+    assert "前面的片段" in user and all(p.text not in user for p in reused)  # by number, not repeated
+    assert {p.n for p in second.passages} >= {p.n for p in reused}
+    assert all(c.id in {p.chunk.id for p in second.passages} for c in second.citations)
     chat.clear()
-    assert chat.messages == []
+    assert chat.messages == [] and chat.known == []
