@@ -40,7 +40,7 @@ class AnswerSettings:
     k: int = 10  # hits retrieved; the best answering ones become passages
     n_passages: int = 3  # passages in the prompt (README: chosen by answer quality vs first-token time)
     passage_chars: int = 300  # longest passage text shown to the model
-    min_support: float = 0.45  # share of answer bigrams that must come from the passages
+    min_support: float = 0.4  # share of answer bigrams that must come from the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is absent
 
     @classmethod
@@ -119,8 +119,8 @@ def answer(
     citations = _citations(sentences, shown)
     # Step 8: the model's own refusal, or an answer the passages do not support
     support = cite.support(generated, [p.chunk.indexed for p in shown])
-    # An English answer to Chinese notes shares few words with them: there, a cited answer is kept.
-    lexical = not (prompt.is_english(standalone) and any(sent.cited for sent in sentences))
+    # An English answer to Chinese notes shares few words with them: overlap cannot judge a translation.
+    lexical = not prompt.is_english(standalone)
     reason = _said_refusal(generated) or (
         f"answer not supported by the notes (support {support:.2f})"
         if lexical and support < settings.min_support

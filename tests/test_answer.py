@@ -127,7 +127,7 @@ def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None
     assert result.refused and "not supported" in result.reason and result.generated == invented
 
 
-def test_a_cited_english_answer_to_chinese_notes_is_not_refused_for_low_overlap(searcher: Searcher) -> None:
+def test_an_english_answer_to_chinese_notes_is_not_refused_for_low_overlap(searcher: Searcher) -> None:
     model = ScriptedModel("ZeRO-3 also partitions the model parameters, using the least memory [1].")
     result = answer("What does ZeRO-3 partition?", searcher=searcher, model=model)
     assert not result.refused and result.support < 0.45 and result.citations
