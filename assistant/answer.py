@@ -39,7 +39,7 @@ class AnswerSettings:
     mode: str = "hybrid"  # retrieval mode for the passages
     k: int = 10  # hits retrieved; the best answering ones become passages
     n_passages: int = 3  # passages in the prompt (README: chosen by answer quality vs first-token time)
-    passage_chars: int = 300  # longest passage text shown to the model
+    passage_chars: int = 250  # longest passage text shown to the model
     min_support: float = 0.4  # share of answer bigrams that must come from the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is absent
 

@@ -44,7 +44,7 @@ class Settings:
     max_tokens: int = 256  # longest answer
     llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
     n_passages: int = 3  # passages in the prompt
-    passage_chars: int = 300  # longest passage text in the prompt
+    passage_chars: int = 250  # longest passage text in the prompt
     min_support: float = 0.4  # refuse an answer with less of its text found in the passages
 
     @property
