@@ -70,10 +70,6 @@ class Index:
         """Every BM25 token in the index: what the notes mention at all."""
         return {t for tokens in self.tokens for t in tokens}
 
-    @cached_property
-    def position(self) -> dict[str, int]:
-        return {c.id: i for i, c in enumerate(self.chunks)}
-
 
 @dataclass(frozen=True)
 class IngestReport:
