@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from assistant import cite, prompt
@@ -126,12 +126,10 @@ def answer(
         if lexical and support < settings.min_support
         else ""
     )
+    turn = (messages[-1], ("assistant", generated))  # what the model saw and said: the next prompt's prefix
     if reason:
         refused = _refused(question, standalone, reason, result.hits, shown, timings, began)
-        return Answer(
-            **{**refused.__dict__, "generated": generated, "support": support, "sentences": sentences}
-        )
-    turn = (messages[-1], ("assistant", generated))
+        return replace(refused, generated=generated, support=support, sentences=sentences, turn=turn)
     return Answer(
         question,
         standalone,

@@ -165,3 +165,16 @@ def test_follow_up_is_rewritten_and_extends_the_conversation(searcher: Searcher)
     assert all(c.id in {p.chunk.id for p in second.passages} for c in second.citations)
     chat.clear()
     assert chat.messages == [] and chat.known == []
+
+
+def test_a_turn_refused_after_generation_keeps_what_the_model_saw(searcher: Searcher) -> None:
+    invented = "涌现是指模型规模超过某个阈值后突然出现的能力，例如思维链推理。"
+    model = ScriptedModel(invented, "KV Cache 是什么？", "推理时缓存历史 token 的 K 和 V [1]。")
+    chat = Conversation()
+    first = chat.ask("LLM 的涌现是什么", searcher=searcher, model=model)
+    assert first.refused and first.generated == invented
+    assert first.turn[0] == model.sent[0][-1] and first.turn[1] == ("assistant", invented)
+    chat.ask("那 KV Cache 呢？", searcher=searcher, model=model)
+    assert model.sent[2][: len(model.sent[0])] == model.sent[0]  # the next prompt extends the refused one
+    shown_before = {p.n for p in first.passages}
+    assert shown_before <= {p.n for p in chat.known}  # numbers the history really shows
