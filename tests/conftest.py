@@ -15,6 +15,9 @@ import pytest
 FIXTURES = Path(__file__).parent / "fixtures" / "notes"
 REPO = Path(__file__).resolve().parent.parent
 
+# The readable notes of the `notes` fixture (image.md is binary and skipped).
+SOURCES = ["bold.txt", "empty.md", "gbk.md", "heading.md", "sub/numbered.md", "table_formula.md"]
+
 GBK_TEXT = "# 显存估算\n\n## 7B 模型推理要多少显存？\n\nFP16 下参数约 14 GB，再加 KV Cache 和激活。\n"
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from retriever import index as index_
-from tests.conftest import HashEmbedder
+from tests.conftest import SOURCES, HashEmbedder
 
 SETTINGS = index_.IndexSettings(embed_model="hash-test")
 
@@ -22,14 +22,7 @@ def test_build_then_load_round_trip(notes: Path, tmp_path: Path, embedder: HashE
     loaded = index_.load(tmp_path / "ix")
     assert loaded.chunks == built.chunks and loaded.tokens == built.tokens
     assert (loaded.vectors == built.vectors).all()
-    assert set(loaded.manifest["files"]) == {
-        "bold.txt",
-        "empty.md",
-        "gbk.md",
-        "heading.md",
-        "sub/numbered.md",
-        "table_formula.md",
-    }
+    assert set(loaded.manifest["files"]) == set(SOURCES)
     assert (tmp_path / "ix" / "manifest.json").is_file()
 
 

@@ -5,20 +5,13 @@ from pathlib import Path
 import pytest
 
 from ingest.load import CorpusError, decode, load_notes
-from tests.conftest import GBK_TEXT
+from tests.conftest import GBK_TEXT, SOURCES
 
 
 def test_reads_md_and_txt_recursively_and_skips_bad_files(notes: Path) -> None:
     warnings: list[str] = []
     loaded = load_notes(notes, warn=warnings.append)
-    assert [n.source for n in loaded] == [
-        "bold.txt",
-        "empty.md",
-        "gbk.md",
-        "heading.md",
-        "sub/numbered.md",
-        "table_formula.md",
-    ]
+    assert [n.source for n in loaded] == SOURCES
     assert len(warnings) == 1 and "image.md" in warnings[0] and "binary" in warnings[0]
 
 
