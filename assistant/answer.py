@@ -42,6 +42,7 @@ class AnswerSettings:
     passage_chars: int = 250  # longest passage text shown to the model
     min_support: float = 0.4  # share of answer bigrams that must come from the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is absent
+    quote_above: float = 0.915  # dense cosine of the best passage above which a refusal quotes it instead
 
     @classmethod
     def of(cls, settings: Settings, *, mode: str | None = None, k: int | None = None) -> AnswerSettings:
@@ -52,6 +53,7 @@ class AnswerSettings:
             n_passages=settings.n_passages,
             passage_chars=settings.passage_chars,
             min_support=settings.min_support,
+            quote_above=settings.quote_above,
         )
 
 
@@ -81,6 +83,7 @@ class Answer:
     generated: str = ""  # what the model wrote, kept even when the answer is refused
     support: float = 0.0
     turn: tuple[tuple[str, str], ...] = ()  # the (role, text) messages this answer adds to a conversation
+    quoted: bool = False  # the text quotes the first passage because the model's answer was unusable
 
 
 def answer(
@@ -129,7 +132,11 @@ def answer(
     turn = (messages[-1], ("assistant", generated))  # what the model saw and said: the next prompt's prefix
     if reason:
         refused = _refused(question, standalone, reason, result.hits, shown, timings, began)
-        return replace(refused, generated=generated, support=support, sentences=sentences, turn=turn)
+        refused = replace(
+            refused, generated=generated, support=support, sentences=sentences, turn=turn, tokens_per_s=speed
+        )
+        # Step 9: unless retrieval is sure the first passage holds the answer: then quote it
+        return _quoted(refused, shown[0]) if _closeness(result.hits) >= settings.quote_above else refused
     return Answer(
         question,
         standalone,
@@ -212,6 +219,27 @@ def _said_refusal(text: str) -> str:
     return "the model found no answer in the passages" if said and len(flat) < 80 else ""
 
 
+def _quoted(refused: Answer, passage: prompt.Passage) -> Answer:
+    text = prompt.quote(refused.standalone_question, passage)
+    sentences = cite.attribute(text, {passage.n: passage.text})
+    reason = f"{refused.reason}; quoted passage [{passage.n}] instead"
+    citations = _citations(sentences, [passage])
+    return replace(
+        refused,
+        text=text,
+        refused=False,
+        reason=reason,
+        citations=citations,
+        sentences=sentences,
+        quoted=True,
+    )
+
+
+def _closeness(hits: list[Hit]) -> float:
+    """Dense similarity of the best answering hit (0 when the mode ran no dense search)."""
+    return next((h.scores.get("dense") or 0.0 for h in hits if h.chunk.has_answer), 0.0)
+
+
 def _citations(sentences: list[cite.Sentence], shown: list[prompt.Passage]) -> list[Citation]:
     numbered = {p.n: p for p in shown}
     used = dict.fromkeys(n for s in sentences for n in s.numbers if n in numbered)
@@ -270,6 +298,7 @@ def as_json(result: Answer) -> dict:
         "standalone_question": result.standalone_question,
         "answer": result.text,
         "refused": result.refused,
+        "quoted": result.quoted,
         "reason": result.reason,
         "citations": [c.__dict__ for c in result.citations],
         "passages": [p.chunk.id for p in result.passages],

@@ -51,13 +51,19 @@ class Passage:
 
 
 def is_english(text: str) -> bool:
-    """More Latin letters than CJK characters."""
-    latin = len(re.findall(r"[A-Za-z]", text))
-    return latin > 2 * len(re.findall(r"[\u3400-\u9fff]", text))
+    """More than twice as many Latin words as CJK characters: "KV Cache 是什么" is Chinese."""
+    words = len(re.findall(r"[A-Za-z][\w'-]*", text))
+    return words > 2 * len(re.findall(r"[\u3400-\u9fff]", text))
 
 
 def refusal(question: str) -> str:
     return REFUSAL_EN if is_english(question) else REFUSAL_ZH
+
+
+def quote(question: str, passage: Passage) -> str:
+    """The passage itself as the answer, for when the model's own answer cannot be used."""
+    lead = "From your notes: " if is_english(question) else "笔记原文："
+    return f"{lead}{passage.text.strip()} [{passage.n}]"
 
 
 def window(text: str, question: str, max_chars: int) -> str:

@@ -46,6 +46,7 @@ class Settings:
     n_passages: int = 3  # passages in the prompt
     passage_chars: int = 250  # longest passage text in the prompt
     min_support: float = 0.4  # refuse an answer with less of its text found in the passages
+    quote_above: float = 0.915  # e5 cosine of the best passage above which an unsupported answer quotes it
 
     @property
     def index_dir(self) -> Path:
@@ -69,6 +70,8 @@ ENV = {  # variable -> field
     "MIANJING_LLM_API_KEY": "llm_api_key",
     "MIANJING_LLM_THREADS": "llm_threads",
     "MIANJING_N_CTX": "n_ctx",
+    "MIANJING_MIN_SUPPORT": "min_support",
+    "MIANJING_QUOTE_ABOVE": "quote_above",
 }
 
 

@@ -73,6 +73,7 @@ def test_window_keeps_the_sentences_that_match_the_question() -> None:
 def test_language_of_the_question() -> None:
     assert prompt.is_english("How does LoRA work?") and not prompt.is_english("LoRA 的原理是什么")
     assert prompt.refusal("What is DoRA?") == prompt.REFUSAL_EN
+    assert not prompt.is_english("KV Cache 是什么？") and not prompt.is_english("lora_alpha r 取值")
 
 
 @pytest.fixture
@@ -114,6 +115,24 @@ def test_unknown_terms_refuse_before_generating(searcher: Searcher) -> None:
 def test_the_model_saying_no_answer_is_a_refusal(searcher: Searcher) -> None:
     result = answer("涌现是什么", searcher=searcher, model=ScriptedModel("笔记中没有相关内容。"))
     assert result.refused and result.reason == "the model found no answer in the passages"
+
+
+def test_an_unusable_answer_quotes_the_first_passage_when_retrieval_is_sure(searcher: Searcher) -> None:
+    def ask(quote_above: float):  # noqa: ANN202
+        model = ScriptedModel("笔记中没有相关内容。")
+        return answer(
+            "KV Cache 是什么？",
+            searcher=searcher,
+            model=model,
+            settings=AnswerSettings(quote_above=quote_above),
+        )
+
+    sure, unsure = ask(-1.0), ask(1.01)
+    first = sure.passages[0]
+    assert not sure.refused and sure.quoted and sure.text == f"笔记原文：{first.text.strip()} [{first.n}]"
+    assert [c.id for c in sure.citations] == [first.chunk.id] and all(s.numbers for s in sure.sentences)
+    assert sure.reason.startswith("the model found no answer") and sure.generated == "笔记中没有相关内容。"
+    assert unsure.refused and not unsure.quoted and unsure.text == prompt.REFUSAL_ZH
 
 
 def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None:
