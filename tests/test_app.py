@@ -1,0 +1,197 @@
+"""The Streamlit app through `AppTest`: the tiny test notes, the hash embedder and a scripted model."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from assistant.retrieval import Searcher
+from assistant.settings import from_env
+from tests.conftest import REPO, HashEmbedder, cli
+from tests.test_answer import ScriptedModel
+from ui import render, resources, serve
+
+APP = str(REPO / "ui" / "app.py")
+KV_ANSWER = "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。它用显存换时间。"
+
+
+@pytest.fixture
+def env(notes: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The app's settings point at the test notes and an index under tmp_path; returns the index folder."""
+    monkeypatch.setenv("MIANJING_CORPUS", str(notes))
+    monkeypatch.setenv("MIANJING_INDEX", str(tmp_path / "index"))
+    monkeypatch.setenv("MIANJING_RERANKER", str(tmp_path / "no-reranker"))
+    return tmp_path / "index"
+
+
+@pytest.fixture
+def searcher(env: Path, monkeypatch: pytest.MonkeyPatch) -> Searcher:
+    found = Searcher(
+        from_env(),
+        warn=lambda _: None,
+        embedder=resources.ReportingEmbedder(HashEmbedder, batch=2),  # type: ignore[arg-type]
+    )
+    monkeypatch.setattr(resources, "open_searcher", lambda settings: found)
+    return found
+
+
+def app_with(model: ScriptedModel | None, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    reply = (model, "") if model else (None, "test: no model")
+    monkeypatch.setattr(resources, "load_model", lambda settings: reply)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def ask(app: AppTest, question: str) -> AppTest:
+    app.chat_input[0].set_value(question).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def texts(elements: object) -> list[str]:
+    return [e.value for e in elements]  # type: ignore[attr-defined]
+
+
+def test_answer_has_linked_citations_and_highlighted_sources(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = ask(app_with(ScriptedModel(KV_ANSWER), monkeypatch), "KV Cache 是什么？")
+    answer = next(m for m in texts(app.markdown) if "推理时缓存" in m)
+    assert "[\\[1\\]](#src-1-1)" in answer  # [1] links to its source
+    assert any('id="src-1-1"' in m for m in texts(app.markdown))
+    source = app.expander[0]
+    assert source.label.startswith("**[1]** heading.md › ") and "KV Cache" in source.label
+    assert "推理时缓存历史 token 的 K 和 V" in source.success[0].value  # the cited span, highlighted
+    assert any("为什么要除以根号" in c for c in texts(source.caption))  # context before it in the note
+    assert len(app.feedback) == 1 and not app.warning
+
+
+def test_refusal_is_shown_as_such_with_the_closest_passages(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    silent = ScriptedModel()  # the notes never mention DoRA or GPTQ: refused before generating
+    app = ask(app_with(silent, monkeypatch), "DoRA 和 GPTQ 有什么关系？")
+    assert len(app.warning) == 1
+    assert "笔记中没有相关内容" in app.warning[0].value and "DoRA" in app.warning[0].value
+    assert "Closest passages in your notes:" in texts(app.caption)
+    assert 1 <= len(app.expander) <= 3 and not app.success  # pointers, not cited sources
+
+
+def test_follow_up_shows_the_rewritten_question(searcher: Searcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = ScriptedModel(KV_ANSWER, "KV Cache 用什么换时间？", "用显存换时间 [1]。")
+    app = ask(ask(app_with(model, monkeypatch), "KV Cache 是什么？"), "它用什么换时间？")
+    assert "↳ searched as: KV Cache 用什么换时间？" in texts(app.caption)
+    assert len(app.chat_message) == 4 and len(app.feedback) == 2
+    app.button(key="clear").click().run()
+    assert not app.chat_message
+
+
+def test_feedback_is_appended_as_jsonl(
+    searcher: Searcher, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = ask(app_with(ScriptedModel(KV_ANSWER), monkeypatch), "KV Cache 是什么？")
+    app.feedback[0].set_value(1).run()
+    app.feedback[0].set_value(0).run()
+    lines = [json.loads(line) for line in (env / "feedback.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["vote"] for line in lines] == ["up", "down"]
+    assert lines[0]["question"] == lines[0]["standalone_question"] == "KV Cache 是什么？"
+    assert lines[0]["answer"] == KV_ANSWER and lines[0]["cited_ids"][0].startswith("heading.md#")
+    assert set(lines[0]) >= {"time", "refused", "llm", "corpus"}
+
+
+def test_retrieval_explorer_shows_every_stage(searcher: Searcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = app_with(None, monkeypatch)
+    app.text_input(key="explore").input("ZeRO-3 和 ZeRO-2 的区别").run()
+    assert not app.exception
+    table = app.dataframe[0].value
+    assert {"bm25", "bm25 #", "dense", "dense #", "fused", "fused #", "rerank"} <= set(table.columns)
+    assert "ZeRO-3" in table["heading"][0] and table["fused #"].notna().all()
+    assert table["rerank"].isna().all()  # hybrid mode runs no reranker
+    app.selectbox(key="mode").select("rerank").run()
+    assert "Reranker off" in app.info[0].value and "no-reranker" in app.info[0].value
+    assert app.dataframe[0].value["rerank"].isna().all()  # the fused order, said plainly
+
+
+class BrokenModel(ScriptedModel):
+    def stream(self, messages: list[tuple[str, str]]) -> Iterator[str]:
+        yield "推理时"
+        raise RuntimeError("qwen failed: ValueError: Requested tokens exceed context window")
+
+
+def test_a_model_failure_is_a_message(searcher: Searcher, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = ask(app_with(BrokenModel(), monkeypatch), "KV Cache 是什么？")
+    assert "Could not answer" in app.error[0].value and "context window" in app.error[0].value
+    assert not app.feedback
+
+
+def test_without_a_model_the_chat_is_retrieval_only(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIANJING_LLM", str(env.parent / "missing.gguf"))
+    monkeypatch.setattr(resources, "open_searcher", lambda s: Searcher(s, embedder=HashEmbedder()))  # type: ignore
+    app = AppTest.from_file(APP, default_timeout=60).run()  # the real load_model, on a missing file
+    assert "Retrieval-only mode" in app.warning[0].value and "does not exist" in app.warning[0].value
+    assert app.button(key="retry")
+    ask(app, "RAG有什么缺点？")
+    assert "Retrieval only" in app.info[0].value
+    assert "RAG" in app.expander[0].label and not app.feedback
+
+
+def test_a_missing_notes_folder_is_a_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIANJING_CORPUS", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("MIANJING_INDEX", str(tmp_path / "index"))
+    app = AppTest.from_file(APP, default_timeout=60).run()
+    assert not app.exception and "notes folder not found" in app.error[0].value
+    assert "--corpus" in app.error[0].value
+
+
+def test_reindex_picks_up_a_new_note(
+    searcher: Searcher, notes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = app_with(None, monkeypatch)
+    before = len(searcher.index.chunks)
+    (notes / "new.md").write_text(
+        "# 新笔记\n\n## LoRA 是什么？\n\n低秩矩阵分解微调。\n\n## QLoRA？\n\n量化后再 LoRA。\n"
+    )
+    app.button(key="reindex").click().run()
+    assert not app.exception
+    assert "+1 new, 0 changed, -0 deleted" in app.sidebar.success[0].value
+    assert len(searcher.index.chunks) == before + 2
+
+
+def test_span_keeps_whole_lines_of_context_around_the_cited_part(searcher: Searcher, notes: Path) -> None:
+    chunk = next(c for c in searcher.index.chunks if "RMSNorm" in c.heading[-1])
+    note = (notes / chunk.source).read_text(encoding="utf-8")
+    part = render.span(note, chunk, "RMSNorm 去掉了均值中心化，计算量更小。", around=40)
+    assert part.cited == "RMSNorm 去掉了均值中心化，计算量更小。"
+    assert part.before == "$$\n\n" and part.after.startswith("LLaMA 使用")
+    whole = render.span(None, chunk, "not in the chunk")  # no note: the chunk alone, all of it cited
+    assert (whole.before, whole.cited, whole.after) == ("", chunk.text, "")
+
+
+def test_citation_links_only_for_passages_that_exist() -> None:
+    assert render.link_citations("A [1,2]. B [7].", 3, {1, 2}) == (
+        "A [\\[1\\]](#src-3-1)[\\[2\\]](#src-3-2). B [7]."
+    )
+
+
+def test_serve_binds_localhost_headless_without_usage_stats(notes: Path) -> None:
+    line = serve.command(8765)
+    assert "--server.address=127.0.0.1" in line and "--server.headless=true" in line
+    assert "--browser.gatherUsageStats=false" in line and "--server.port=8765" in line
+    env = serve.environment(from_env(corpus=notes, k=4))
+    assert env["MIANJING_CORPUS"] == str(notes) and env["MIANJING_K"] == "4"
+
+
+def test_ui_command_says_in_one_line_when_it_cannot_start(notes: Path, tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        taken = cli("ui", "--port", port, "--corpus", str(notes), env={})
+    assert taken.returncode == 2 and "choose another --port" in taken.stderr
+    assert len(taken.stderr.strip().splitlines()) == 1
+    missing = cli("ui", "--corpus", str(tmp_path / "nowhere"), env={})
+    assert missing.returncode == 2 and "notes folder not found" in missing.stderr

