@@ -2,22 +2,31 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN = $(VENV)/bin
+CHROMIUM = /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench lint
 
 run: $(VENV)/.installed
 	$(BIN)/mianjing ingest
-	$(BIN)/mianjing search
+	$(BIN)/mianjing ui  # prints the app's URL: http://localhost:8501
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest -q
+
+# The browser test drives Debian's Chromium (a browser download at test time does not work offline);
+# the CJK and emoji fonts make its screenshots readable.
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-color-emoji
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 
+# bench_retrieval (the notes), bench_scale (10x synthetic notes), bench_answer (ask vs raw llama.cpp) in
+# one table: benchmarks/results.md. Takes a while (the 10x corpus is embedded from scratch).
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench_retrieval.py
-	$(BIN)/python benchmarks/bench_answer.py
+	$(BIN)/python benchmarks/results.py --out benchmarks/results.md
 
 # torch first, from the pinned CPU build: an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml

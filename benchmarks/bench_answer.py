@@ -11,7 +11,9 @@ fresh system prompt for the first question, see the table).
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -48,9 +50,29 @@ def raw_stream(llama: object, messages: list[tuple[str, str]], max_tokens: int) 
     return first, time.perf_counter() - began, n
 
 
+def medians(rows: list[tuple], model: str) -> dict[str, str]:
+    """The medians over the questions, as benchmarks/results.py shows them."""
+    med = statistics.median
+    first = med(a.timings_ms.get("first_token", 0) / 1000 for _, a, *_ in rows)
+    raw_first = med(rf for _, _, _, rf, *_ in rows)
+    speed = med(a.tokens_per_s for _, a, *_ in rows)
+    raw_speed = med((rn - 1) / max(rt - rf, 1e-6) for _, _, _, rf, rt, rn, _ in rows)
+    follow = med(f.timings_ms.get("first_token", 0) / 1000 for *_, f in rows)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "answer model": model,
+        "`ask` first token / raw llama.cpp (median)": f"{first:.1f} s / {raw_first:.1f} s",
+        "`ask` tokens/s / raw llama.cpp (median)": f"{speed:.1f} / {raw_speed:.1f}",
+        "`ask` follow-up first token (median)": f"{follow:.1f} s",
+        "questions answered": str(len(rows)),
+        "peak RSS (pipeline + raw model)": f"{peak:.0f} MB",
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=4)
+    ap.add_argument("--json", action="store_true", help="print the medians as one JSON object instead")
     args = ap.parse_args()
     settings = from_env()
     searcher = Searcher(settings, warn=lambda _: None)
@@ -78,6 +100,9 @@ def main() -> None:
         r_first, r_total, r_tokens = raw_stream(raw, messages, settings.max_tokens)
         follow = chat.ask("为什么？", searcher=searcher, model=generator, settings=options)
         rows.append((question, first, pipe_total, r_first, r_total, r_tokens, follow))
+    if args.json:
+        print(json.dumps(medians(rows, generator.describe()), ensure_ascii=False))
+        return
     print(f"\nmachine: {machine()}; model {generator.describe()}; date {time.strftime('%Y-%m-%d')}\n")
     header = [
         "question",

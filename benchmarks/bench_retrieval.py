@@ -1,6 +1,6 @@
 """Retrieval benchmark: full ingest, no-change re-ingest, warm search latency per mode, peak memory.
 
-    python benchmarks/bench_retrieval.py [--corpus DIR] [--questions eval/data/dev.jsonl] [--repeat 3]
+    python benchmarks/bench_retrieval.py [--corpus DIR] [--questions FILE.jsonl] [--repeat 3] [--json]
 
 Prints a markdown table with the machine it ran on. Ingest goes to a fresh temporary index folder; the
 converted embedding model is reused from the cache (its one-time conversion is timed separately if absent).
@@ -47,61 +47,70 @@ def percentiles(values: list[float]) -> tuple[float, float]:
     return statistics.median(values), cuts[18]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", type=Path, default=REPO / "corpus")
-    ap.add_argument("--questions", type=Path, default=REPO / "eval" / "data" / "dev.jsonl")
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args()
-    rows: list[tuple[str, str]] = []
-    settings = from_env(corpus=args.corpus)
+def measure(corpus: Path, questions: list[str], repeat: int) -> dict[str, str]:
+    """measure -> value, the names the same for any corpus (bench_scale.py reuses this on a larger one)."""
+    rows: dict[str, str] = {}
+    settings = from_env(corpus=corpus)
     if settings.embed_model == E5_NAME and not (e5_folder(settings.cache) / "converted.json").exists():
         t = time.perf_counter()
         ensure_e5(settings.cache, progress=True)
-        rows.append(("one-time e5 conversion", f"{time.perf_counter() - t:.1f} s"))
+        rows["one-time e5 conversion"] = f"{time.perf_counter() - t:.1f} s"
     with tempfile.TemporaryDirectory() as tmp:
-        settings = from_env(corpus=args.corpus, index=Path(tmp) / "index")
+        settings = from_env(corpus=corpus, index=Path(tmp) / "index")
         t = time.perf_counter()
         searcher = Searcher(settings, warn=lambda _: None)  # no index yet: builds it
-        rows.append(
-            (
-                "full ingest (in process, incl. model load)",
-                f"{time.perf_counter() - t:.1f} s, {len(searcher.index.chunks)} chunks",
-            )
-        )
+        rows["full ingest (in process, incl. model load)"] = f"{time.perf_counter() - t:.1f} s"
+        rows["chunks"] = str(len(searcher.index.chunks))
         t = time.perf_counter()
-        _, report = searcher.ingest()
-        rows.append(("re-ingest, nothing changed (in process)", f"{(time.perf_counter() - t) * 1000:.0f} ms"))
-        env = {**os.environ, "MIANJING_CORPUS": str(args.corpus), "MIANJING_INDEX": str(Path(tmp) / "index")}
+        searcher.ingest()
+        rows["re-ingest, nothing changed (in process)"] = f"{(time.perf_counter() - t) * 1000:.0f} ms"
+        env = {**os.environ, "MIANJING_CORPUS": str(corpus), "MIANJING_INDEX": str(Path(tmp) / "index")}
         t = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "ui.cli", "ingest"], cwd=REPO, env=env, check=True, capture_output=True
         )
-        rows.append(
-            (
-                "re-ingest, nothing changed (`mianjing ingest`, whole process)",
-                f"{time.perf_counter() - t:.2f} s",
-            )
+        rows["re-ingest, nothing changed (`mianjing ingest`, whole process)"] = (
+            f"{time.perf_counter() - t:.2f} s"
         )
-        questions = [json.loads(line)["question"] for line in args.questions.read_text().splitlines() if line]
         for mode in MODES:
             searcher.search(questions[0], mode=mode)  # warm: models loaded, caches filled
             times = []
-            for _ in range(args.repeat):
+            for _ in range(repeat):
                 for q in questions:
                     t = time.perf_counter()
                     result = searcher.search(q, mode=mode)
                     times.append((time.perf_counter() - t) * 1000)
             p50, p95 = percentiles(times)
-            note = f" (reranker off: {result.reranker})" if result.reranker else ""
-            rows.append(
-                (f"search `{mode}` warm, {len(times)} queries", f"p50 {p50:.1f} ms, p95 {p95:.1f} ms{note}")
-            )
-    rows.append(("peak RSS", f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"))
+            note = " (reranker off: fused order)" if result.reranker else ""
+            rows[f"search `{mode}` warm p50 / p95"] = f"{p50:.1f} / {p95:.1f} ms{note}"
+        rows["search queries timed per mode"] = str(len(questions) * repeat)
+    rows["peak RSS"] = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
+    return rows
+
+
+def read_questions(path: Path) -> list[str]:
+    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+def print_table(rows: dict[str, str], *, as_json: bool) -> None:
+    """A markdown table with the machine and date, or (`as_json`) one JSON object (benchmarks/results.py)."""
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return
     print(f"\nmachine: {machine()}; date: {time.strftime('%Y-%m-%d')}\n")
     print("| measure | value |\n| --- | --- |")
-    for name, value in rows:
+    for name, value in rows.items():
         print(f"| {name} | {value} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", type=Path, default=REPO / "corpus")
+    ap.add_argument("--questions", type=Path, default=REPO / "eval" / "data" / "dev.jsonl")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = ap.parse_args()
+    print_table(measure(args.corpus, read_questions(args.questions), args.repeat), as_json=args.json)
 
 
 if __name__ == "__main__":

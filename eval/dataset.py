@@ -8,7 +8,7 @@ not found in its source) is reported with its line number and left out; the rest
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ingest.load import load_notes
@@ -19,6 +19,7 @@ class Span:
     source: str
     start: int
     end: int
+    quote: str = field(default="", compare=False)  # the evidence text, note.text[start:end]
 
 
 @dataclass(frozen=True)
@@ -37,27 +38,58 @@ class Item:
 def load_dataset(path: Path, corpus: Path) -> tuple[list[Item], list[str]]:
     """(items, problems): each problem is one line naming the dataset line."""
     texts = {n.source: n.text for n in load_notes(corpus, warn=lambda _: None)}
-    items, problems = [], []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    items: list[Item] = []
+    problems: list[str] = []
+    ids: set[str] = set()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason})") from e
+    for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            items.append(_item(json.loads(line), texts, n))
-        except (ValueError, KeyError, TypeError) as e:
+            item = _item(_parse(line), texts, n)
+        except json.JSONDecodeError as e:
+            problems.append(f"{path.name}:{n}: invalid JSON ({e.msg}, column {e.colno})")
+            continue
+        except KeyError as e:
+            problems.append(f"{path.name}:{n}: missing field {e}")
+            continue
+        except (ValueError, TypeError) as e:
             problems.append(f"{path.name}:{n}: {e}")
+            continue
+        if item.id in ids:
+            problems.append(f"{path.name}:{n}: duplicate id {item.id!r}")
+            continue
+        ids.add(item.id)
+        items.append(item)
     return items, problems
+
+
+def _parse(line: str) -> dict:
+    raw = json.loads(line)
+    if not isinstance(raw, dict):
+        raise ValueError(f"not a JSON object: {line.strip()[:30]!r}")
+    if not isinstance(raw.get("evidence", []), list):
+        raise ValueError('"evidence" is not a list')
+    return raw
 
 
 def _item(raw: dict, texts: dict[str, str], n: int) -> Item:
     spans = []
+    if not str(raw["question"]).strip():
+        raise ValueError("empty question")
     for ev in raw["evidence"]:
+        if not isinstance(ev, dict):
+            raise ValueError(f'evidence is not a {{"source", "quote"}} object: {ev!r:.30}')
         text = texts.get(ev["source"])
         if text is None:
             raise ValueError(f"unknown source {ev['source']!r}")
         at = text.find(ev["quote"])
         if at < 0 or not ev["quote"]:
             raise ValueError(f"quote not found in {ev['source']}: {ev['quote'][:30]!r}")
-        spans.append(Span(ev["source"], at, at + len(ev["quote"])))
+        spans.append(Span(ev["source"], at, at + len(ev["quote"]), ev["quote"]))
     return Item(
         str(raw.get("id", f"line{n}")),
         str(raw["question"]),
@@ -70,3 +102,10 @@ def _item(raw: dict, texts: dict[str, str], n: int) -> Item:
 def relevant(item: Item, source: str, start: int, end: int) -> bool:
     """The relevance rule: same source and [start, end) overlaps one of the item's quote spans."""
     return any(s.source == source and start < s.end and s.start < end for s in item.spans)
+
+
+def matches(item: Item, source: str, start: int, end: int) -> frozenset[int]:
+    """Which of the item's evidence spans (by position) [start, end) of `source` overlaps; see `relevant`."""
+    return frozenset(
+        n for n, s in enumerate(item.spans) if s.source == source and start < s.end and s.start < end
+    )

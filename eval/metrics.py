@@ -1,24 +1,77 @@
-"""Retrieval metrics as pure functions of a ranked list of relevance flags.
+"""Retrieval metrics as pure functions of a ranked list of matches.
 
-`flags[i]` is True when the hit at rank i+1 is relevant (eval.dataset.relevant). Duplicated relevant hits
-are the caller's to flag only once; here every metric stays within [0, 1] whatever the input.
+`matches[i]` is the set of evidence spans (numbered 0..n-1) that the hit at rank i+1 overlaps, by the
+relevance rule of eval.dataset.relevant; an empty set is an irrelevant hit. Several hits may overlap the
+same evidence (near-duplicate chunks after fusion): a hit counts as relevant for hit@k, MRR and context
+precision, but each evidence span is credited once for recall and nDCG, so no metric exceeds 1.
+
+    >>> recall_at([{0}, set(), {0, 1}], 2, k=2)
+    0.5
+
+Does not: decide relevance, or average over questions (see `mean`).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
+from collections.abc import Sequence, Set
 
-def hit_at(flags: list[bool], k: int) -> float:
+Matches = Sequence[Set[int]]
+
+
+def hit_at(matches: Matches, k: int) -> float:
     """1.0 when a relevant hit is within the first k."""
-    return 1.0 if any(flags[:k]) else 0.0
+    return 1.0 if any(matches[:k]) else 0.0
 
 
-def mrr_at(flags: list[bool], k: int) -> float:
+def mrr_at(matches: Matches, k: int) -> float:
     """Reciprocal rank of the first relevant hit within k, else 0."""
-    for rank, flag in enumerate(flags[:k], start=1):
-        if flag:
+    for rank, found in enumerate(matches[:k], start=1):
+        if found:
             return 1.0 / rank
     return 0.0
 
 
+def recall_at(matches: Matches, n_evidence: int, k: int) -> float:
+    """Share of the distinct evidence spans overlapped by the first k hits (RAGAS non-LLM context recall)."""
+    if n_evidence <= 0:
+        return 0.0
+    covered = set().union(*matches[:k]) if matches[:k] else set()
+    return len(covered & set(range(n_evidence))) / n_evidence
+
+
+def ndcg_at(matches: Matches, n_evidence: int, k: int) -> float:
+    """Binary nDCG: a hit gains 1 when it overlaps evidence no earlier hit did; ideal = n_evidence gains."""
+    seen: set[int] = set()
+    dcg = 0.0
+    for rank, found in enumerate(matches[:k], start=1):
+        new = set(found) - seen
+        if new:
+            dcg += 1.0 / math.log2(rank + 1)
+            seen |= new
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(n_evidence, k) + 1))
+    return dcg / ideal if ideal else 0.0
+
+
+def context_precision_at(matches: Matches, k: int) -> float:
+    """RAGAS context precision: mean of precision@i over the ranks i <= k that hold a relevant hit."""
+    relevant, total = 0, 0.0
+    for rank, found in enumerate(matches[:k], start=1):
+        if found:
+            relevant += 1
+            total += relevant / rank
+    return total / relevant if relevant else 0.0
+
+
 def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """{"p50", "p95"} (inclusive quantiles); 0.0 for no values."""
+    if len(values) < 2:
+        only = round(values[0], 2) if values else 0.0
+        return {"p50": only, "p95": only}
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    return {"p50": round(statistics.median(values), 2), "p95": round(cuts[18], 2)}

@@ -1,5 +1,8 @@
 """Run a dataset through the same `Searcher` the CLI uses and score each retrieval mode.
 
+`retrieval_rows` searches once per (mode, answerable item) and keeps what each search found; `summarize`
+turns those rows into the metrics of eval/metrics.py, overall, per `kind` and latency percentiles.
+
 Does not: re-implement retrieval, or judge answers (that is the generation eval's job).
 """
 
@@ -7,10 +10,17 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from typing import Any
 
 from assistant.retrieval import Searcher
 from eval import metrics
-from eval.dataset import Item, relevant
+from eval.dataset import Item, Span, matches, relevant
+from ingest.chunk import Chunk
+from retriever.search import Result
+
+METRICS = ("hit@1", "hit@5", "recall@5", "mrr@10", "ndcg@10", "context_precision@5", "context_recall@10")
+SNIPPET = 240  # characters of passage text kept per hit in the rows
+SHOWN = 3  # hits per row that keep their text (the report shows these beside the gold passage)
 
 
 def retrieval_report(
@@ -21,42 +31,110 @@ def retrieval_report(
     k: int = 10,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, dict]:
-    """mode -> {"overall": {hit@1, hit@5, mrr@10, n}, "by_kind": {...}, "latency_ms": {p50, p95}}."""
+    """mode -> {"overall": {hit@1, …, n}, "by_kind": {...}, "latency_ms": {p50, p95}}; see `summarize`."""
+    return summarize(retrieval_rows(searcher, items, modes, k=k, progress=progress))
+
+
+def retrieval_rows(
+    searcher: Searcher,
+    items: list[Item],
+    modes: list[str],
+    *,
+    k: int = 10,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, list[dict]]:
+    """mode -> one row per answerable item; `progress` is called after each search."""
     answerable = [item for item in items if item.answerable]
-    report = {}
+    rows: dict[str, list[dict]] = {}
     for mode in modes:
-        rows, latencies = [], []
+        rows[mode] = []
+        if answerable:  # warm: models loaded, caches filled, so latencies are those of a warm searcher
+            searcher.search(answerable[0].question, mode=mode, k=k)
         for item in answerable:
             result = searcher.search(item.question, mode=mode, k=k)
-            latencies.append(result.timings_ms["total"])
-            flags = [relevant(item, h.chunk.source, h.chunk.start, h.chunk.end) for h in result.hits]
-            rows.append((item.kind, flags))
-        if progress:
-            progress(mode)
-        report[mode] = {
-            "overall": _scores([f for _, f in rows]),
-            "by_kind": {
-                kind: _scores([f for kd, f in rows if kd == kind]) for kind in sorted({k for k, _ in rows})
-            },
-            "latency_ms": _percentiles(latencies),
-        }
-    return report
+            rows[mode].append(_row(item, result, searcher.index.chunks, k))
+            if progress:
+                progress(f"{mode} {item.id}")
+    return rows
 
 
-def _scores(flag_lists: list[list[bool]]) -> dict[str, float]:
+def _row(item: Item, result: Result, chunks: list[Chunk], k: int) -> dict:
+    hits = result.hits
+    found = [matches(item, h.chunk.source, h.chunk.start, h.chunk.end) for h in hits]
     return {
-        "hit@1": round(metrics.mean([metrics.hit_at(f, 1) for f in flag_lists]), 4),
-        "hit@5": round(metrics.mean([metrics.hit_at(f, 5) for f in flag_lists]), 4),
-        "mrr@10": round(metrics.mean([metrics.mrr_at(f, 10) for f in flag_lists]), 4),
-        "n": len(flag_lists),
+        "id": item.id,
+        "kind": item.kind,
+        "question": item.question,
+        **scores(found, len(item.spans)),
+        "latency_ms": result.timings_ms["total"],
+        "k": k,
+        "reranker": result.reranker,
+        "hits": [
+            {
+                "rank": n,
+                "id": h.chunk.id,
+                "heading": " > ".join(h.chunk.heading),
+                "text": h.chunk.text[:SNIPPET] if n <= SHOWN else "",
+                "relevant": bool(f),
+            }
+            for n, (h, f) in enumerate(zip(hits, found, strict=True), start=1)
+        ],
+        "gold": [_gold(span, n, found, chunks) for n, span in enumerate(item.spans)],
     }
 
 
+def scores(found: list[frozenset[int]], n_evidence: int) -> dict[str, float]:
+    """The METRICS of one ranked list of evidence matches."""
+    return {
+        "hit@1": metrics.hit_at(found, 1),
+        "hit@5": metrics.hit_at(found, 5),
+        "recall@5": metrics.recall_at(found, n_evidence, 5),
+        "mrr@10": metrics.mrr_at(found, 10),
+        "ndcg@10": metrics.ndcg_at(found, n_evidence, 10),
+        "context_precision@5": metrics.context_precision_at(found, 5),
+        "context_recall@10": metrics.recall_at(found, n_evidence, 10),
+    }
+
+
+def _gold(span: Span, n: int, found: list[frozenset[int]], chunks: list[Chunk]) -> dict:
+    """The evidence quote, the passage that holds most of it, and the rank of the first hit on it."""
+    best = max(
+        (c for c in chunks if c.source == span.source and c.start < span.end and span.start < c.end),
+        key=lambda c: min(c.end, span.end) - max(c.start, span.start),
+        default=None,
+    )
+    return {
+        "source": span.source,
+        "quote": span.quote,
+        "passage": best.id if best else "",
+        "heading": " > ".join(best.heading) if best else "",
+        "text": best.text[:SNIPPET] if best else "",
+        "rank": next((r for r, f in enumerate(found, start=1) if n in f), None),
+    }
+
+
+def summarize(rows: dict[str, list[dict]]) -> dict[str, dict]:
+    """mode -> {"overall", "by_kind", "latency_ms", and "reranker" when rerank mode fell back}."""
+    report = {}
+    for mode, mode_rows in rows.items():
+        kinds = sorted({r["kind"] for r in mode_rows})
+        report[mode] = {
+            "overall": _scores(mode_rows),
+            "by_kind": {kind: _scores([r for r in mode_rows if r["kind"] == kind]) for kind in kinds},
+            "latency_ms": metrics.percentiles([r["latency_ms"] for r in mode_rows]),
+        }
+        fallback = next((r["reranker"] for r in mode_rows if r["reranker"]), "")
+        if fallback:
+            report[mode]["reranker"] = f"off ({fallback}): the fused order"
+    return report
+
+
+def _scores(rows: list[dict]) -> dict[str, float]:
+    return {**{m: round(metrics.mean([r[m] for r in rows]), 4) for m in METRICS}, "n": len(rows)}
+
+
 def _percentiles(values: list[float]) -> dict[str, float]:
-    if len(values) < 2:
-        return {"p50": values[0] if values else 0.0, "p95": values[0] if values else 0.0}
-    cuts = statistics.quantiles(values, n=20, method="inclusive")
-    return {"p50": round(statistics.median(values), 2), "p95": round(cuts[18], 2)}
+    return metrics.percentiles(values)
 
 
 def answer_report(
@@ -66,8 +144,11 @@ def answer_report(
     settings: object,
     *,
     progress: Callable[[str], None] | None = None,
+    on_answer: Callable[[Item, Any], dict] | None = None,
 ) -> dict:
-    """Answer every item through the `ask` pipeline; refusal and citation figures, split by answerability."""
+    """Answer every item through the `ask` pipeline; refusal and citation figures, split by answerability.
+
+    `on_answer(item, answer)` may add fields to each row (eval/generation.py adds the judged metrics)."""
     from assistant.answer import answer
 
     rows = []
@@ -90,6 +171,7 @@ def answer_report(
                 "tokens_per_s": result.tokens_per_s,
                 "answer": result.generated or result.text,
                 "passages": [p.chunk.id for p in result.passages],
+                **(on_answer(item, result) if on_answer else {}),
             }
         )
         if progress:

@@ -1,4 +1,4 @@
-"""The `mianjing` command: ingest | search | ask | chat.
+"""The `mianjing` command: ingest | search | ask | chat | eval | ui.
 
 `search` and `ask` take one question, a JSONL file of them (`--questions`), or none (an interactive prompt
 for search); `chat` is a conversation with follow-up questions.
@@ -81,6 +81,20 @@ def parser() -> argparse.ArgumentParser:
     ask.add_argument("--questions", type=Path, help='JSONL file, one {"question": …} per line')
     ask.add_argument("--json", action="store_true", help="print JSON (one object per question)")
     sub.add_parser("chat", parents=[common, answering], help="a conversation about your notes")
+    app = sub.add_parser("ui", parents=[common, answering], help="start the chat app (localhost)")
+    app.add_argument("--port", type=int, default=8501, help="port to serve on (default 8501)")
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    scoring = sub.add_parser("eval", parents=[common], help="score retrieval (and answers) on a question set")
+    scoring.add_argument("--dataset", type=Path, help="JSONL with evidence (default eval/data/dev.jsonl)")
+    scoring.add_argument("--modes", default=",".join(MODES), help="retrievers to score, comma-separated")
+    scoring.add_argument("-k", type=int, default=10, help="passages retrieved per question (default 10)")
+    scoring.add_argument("--generate", action="store_true", help="also answer the questions and score them")
+    scoring.add_argument("--judge", help="judge for the LLM-scored answer metrics (with --generate)")
+    scoring.add_argument("--llm", help="answering model for --generate, as for ask")
+    scoring.add_argument("--limit", type=int, help="the first N questions only")
+    scoring.add_argument("--out", type=Path, help="folder for metrics.json, report.md, report.html")
+    scoring.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="diff two metrics.json")
+    scoring.add_argument("--json", action="store_true", help="print the metrics as JSON")
     return top
 
 
@@ -220,6 +234,8 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
         for hit in r.pointers:
             print(f"  · {' > '.join(hit.chunk.heading)}")
         return
+    if r.quoted:
+        print(f"\n\n⚠ that answer could not be used ({r.reason}):\n{r.text}")
     print("\n\nsources:")
     for p in r.passages:
         mark = "" if any(c.n == p.n for c in r.citations) else " (not cited)"
@@ -229,7 +245,39 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
         print(f"  ! {len(uncited)} sentence(s) without a source: {uncited[0][:60]}…")
 
 
-COMMANDS = {"ingest": ingest, "search": search, "ask": ask, "chat": chat}
+def evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from eval import command, compare, report
+
+    if args.compare:
+        result = compare.compare(*args.compare)
+        written = compare.write(result, args.out or args.compare[1].parent)
+        text = compare.markdown(result)
+    else:
+        options = command.Options(
+            dataset=args.dataset or command.DEV,
+            modes=command.parse_modes(args.modes),
+            k=args.k,
+            generate=args.generate,
+            limit=args.limit,
+            judge=args.judge,
+            out=args.out,
+        )
+        result = command.run(settings, options)
+        written = [args.out / "report.html"] if args.out else []
+        text = report.summary(result)
+    print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else text)
+    for path in written:
+        print(f"mianjing: wrote {path}", file=sys.stderr)
+    return 0
+
+
+def ui(args: argparse.Namespace, settings: Settings) -> int:
+    from ui import serve
+
+    return serve.run(settings, port=args.port, host=args.host)
+
+
+COMMANDS = {"ingest": ingest, "search": search, "ask": ask, "chat": chat, "eval": evaluate, "ui": ui}
 
 
 if __name__ == "__main__":
