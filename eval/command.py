@@ -10,6 +10,7 @@ Does not: parse command lines (ui/cli.py does) or compare runs (eval.compare doe
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import platform
@@ -106,8 +107,8 @@ def _answering(
     """eval.generation's report bound to the loaded answering model (as `mianjing ask` loads it) and judge."""
     from assistant.answer import AnswerSettings
 
-    try:
-        from eval import generation
+    try:  # through sys.modules, where the tests put a fake
+        generation = importlib.import_module("eval.generation")
     except ImportError as e:
         raise ValueError(f"--generate is not available: {e}") from e
     if model is None:
@@ -115,8 +116,7 @@ def _answering(
         from assistant.settings import generator_args
 
         model = Generator(**generator_args(settings))
-    load_judge = getattr(generation, "load_judge", None)
-    judging = load_judge(judge, settings) if load_judge and judge is not None else judge
+    judging = generation.load_judge(judge or "", settings)
 
     def generate(searcher: Searcher, items: list[Item], o: Options) -> dict:
         return generation.generation_report(

@@ -148,7 +148,9 @@ def test_generation_section_from_a_fake(
         }
 
     monkeypatch.setitem(
-        sys.modules, "eval.generation", types.SimpleNamespace(generation_report=generation_report)
+        sys.modules,
+        "eval.generation",
+        types.SimpleNamespace(generation_report=generation_report, load_judge=lambda spec, settings: spec),
     )
     out = tmp_path / "out"
     options = command.Options(
