@@ -75,6 +75,7 @@ def generation_report(
     return {
         "answerable": {**report["answerable"], **summary(answerable)},
         "unanswerable": {**report["unanswerable"], **summary(unanswerable)},
+        "by_kind": by_kind(rows),
         "judge": scorer.name if scorer else "none",
         "judged": list(metrics) if scorer else [],
         "parse_failures": _count(rows, "parse"),
@@ -95,7 +96,7 @@ def score_answer(item: Item, result: Answer, embedder: Any) -> dict:
     row: dict[str, Any] = {
         "question": item.question,
         "citations": [c.id for c in result.citations],
-        "quoted": getattr(result, "quoted", False),  # the answer shown quotes a passage (assistant/answer.py)
+        "quoted": result.quoted,  # the answer shown quotes a passage (assistant/answer.py)
         **dict.fromkeys(SCORES),
         "citation_validity": round(sum(valid) / len(valid), 4) if valid else None,
         "failures": {},
@@ -177,6 +178,19 @@ def summary(rows: list[dict]) -> dict:
         out[metric] = round(sum(values) / len(values), 4) if values else None
         out[f"{metric}_n"] = len(values)
     return out
+
+
+def by_kind(rows: list[dict]) -> dict[str, dict]:
+    """`summary` and the refused share per question kind."""
+    groups = {kind: [r for r in rows if r["kind"] == kind] for kind in sorted({r["kind"] for r in rows})}
+    return {
+        kind: {
+            "n": len(group),
+            "refused": round(sum(r["refused"] for r in group) / len(group), 4),
+            **summary(group),
+        }
+        for kind, group in groups.items()
+    }
 
 
 def _count(rows: list[dict], kind: str) -> dict[str, int]:

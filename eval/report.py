@@ -125,9 +125,14 @@ def _pair(scores: dict | None) -> str:
 
 
 def generation_tables(generation: dict) -> list[Table]:
-    """Aggregates side by side for answerable/unanswerable, other scalars, then the worst rows."""
-    groups = [g for g in ("answerable", "unanswerable") if isinstance(generation.get(g), dict)]
-    flat = {g: _flatten(generation[g]) for g in groups}
+    """Aggregates side by side: answerable, unanswerable, each kind; other scalars; the worst rows."""
+    columns = {
+        g: generation[g] for g in ("answerable", "unanswerable") if isinstance(generation.get(g), dict)
+    }
+    kinds = generation.get("by_kind") or {}
+    columns |= {k: v for k, v in kinds.items() if isinstance(v, dict) and k not in columns}
+    groups = list(columns)
+    flat = {g: _flatten(columns[g]) for g in groups}
     keys = list(dict.fromkeys(key for g in groups for key in flat[g]))
     counted = [key for key in keys if f"{key}_n" in keys]  # "faithfulness" + "faithfulness_n": one row
     keys = [key for key in keys if not (key.endswith("_n") and key[:-2] in counted)]
@@ -138,7 +143,7 @@ def generation_tables(generation: dict) -> list[Table]:
     scalars = {
         k: v
         for k, v in _flatten(generation).items()
-        if not k.startswith(("rows", *[g + "." for g in groups]))
+        if not k.startswith(("rows", "by_kind.", *[g + "." for g in groups]))
     }
     if scalars:
         tables.append(("Generation: run", ["", ""], [[k, _cell(v)] for k, v in scalars.items()]))

@@ -234,6 +234,9 @@ def test_generation_report_on_the_fixture_notes(setup: tuple[Searcher, list[Item
     assert ans["answer_relevancy"] == 0.5 and ans["answer_relevancy_n"] == 2
     assert un["n"] == 2 and un["refused"] == 0.5 and un["faithfulness"] is None and un["faithfulness_n"] == 0
     assert report["judge"] == "RubricJudge"
+    kind = report["by_kind"]["paraphrase"]  # both answerable items are paraphrases: the same figures
+    assert kind == {key: ans[key] for key in kind} and kind["refused"] == 0.5
+    assert set(report["by_kind"]) == {"paraphrase", "unanswerable"}
     assert len(lines) == 4 + 2 + 1 + 1 and lines[0].startswith("answer [1/4] a1: answered")
     json.dumps(report, allow_nan=False)  # no NaN anywhere
 
