@@ -133,10 +133,6 @@ def _scores(rows: list[dict]) -> dict[str, float]:
     return {**{m: round(metrics.mean([r[m] for r in rows]), 4) for m in METRICS}, "n": len(rows)}
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
-    return metrics.percentiles(values)
-
-
 def answer_report(
     searcher: Searcher,
     model: object,
@@ -192,7 +188,7 @@ def answer_report(
             "model_wrote_marks": _share(answerable, "model_marks"),
         },
         "unanswerable": {"n": len(unanswerable), "refused": _share(unanswerable, "refused")},
-        "first_token_ms": _percentiles([r["first_token_ms"] for r in generated]),
+        "first_token_ms": metrics.percentiles([r["first_token_ms"] for r in generated]),
         "tokens_per_s": round(statistics.median([r["tokens_per_s"] for r in generated]), 2)
         if generated
         else 0,
