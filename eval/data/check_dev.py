@@ -36,6 +36,7 @@ from pathlib import Path
 
 KINDS = ("paraphrase", "english", "mixed", "multi", "keyword", "unanswerable")
 REQUIRED = {"id": str, "question": str, "kind": str, "evidence": list, "reference_answer": str}
+OPTIONAL = ("key_points",)  # checked by check_key_points.py
 MIN_QUOTE, MAX_QUOTE = 8, 80
 MIN_TOTAL = 100
 MIN_UNANSWERABLE = 10
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                     bad = True
                 elif typ is str and not item[field].strip():
                     err(lineno, f"field {field!r} is empty")
-            extra = set(item) - set(REQUIRED)
+            extra = set(item) - set(REQUIRED) - set(OPTIONAL)
             if extra:
                 warnings.append(f"line {lineno}: extra fields {sorted(extra)}")
             if bad:
@@ -241,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     for w in warnings:
         print(f"WARNING {w}")
     if errors:
-        for e in errors:
-            print(f"ERROR {e}", file=sys.stderr)
+        for error in errors:
+            print(f"ERROR {error}", file=sys.stderr)
         print(f"\n{len(errors)} error(s)", file=sys.stderr)
         return 1
     print("OK: no errors" + (f" ({len(warnings)} warning(s))" if warnings else ""))
