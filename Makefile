@@ -20,8 +20,10 @@ $(CHROMIUM):
 	$(SUDO) apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium fonts-noto-cjk fonts-noto-color-emoji
 
+# ruff over everything; mypy over the packages listed in pyproject.toml ([tool.mypy]).
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # bench_retrieval (the notes), bench_scale (10x synthetic notes), bench_answer (ask vs raw llama.cpp) in
 # one table: benchmarks/results.md. Takes a while (the 10x corpus is embedded from scratch).

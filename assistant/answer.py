@@ -1,5 +1,5 @@
 """The answer pipeline, step by step: standalone question -> retrieve -> choose passages -> refusal gate ->
-prompt -> generate (streamed) -> citations -> grounding check -> Answer.
+prompt -> generate (streamed) -> verdict (answer, refuse or quote) -> citations -> Answer.
 
 The refusal decision does not trust the model alone. Three signals, any of which refuses:
 1. before generating, the question's own technical terms (DoRA, GPTQ, FP8 …) mostly appear nowhere in the
@@ -7,10 +7,11 @@ The refusal decision does not trust the model alone. Three signals, any of which
 2. the model says the passages do not answer (the prompt's fixed refusal sentence);
 3. after generating, too little of the answer's text is found in the passages (`cite.support`): the
    model answered from its own knowledge.
-A refusal keeps the closest passages as pointers.
+A refusal keeps the closest passages as pointers; when retrieval is sure of the first passage (dense cosine
+of at least `quote_above`), that passage is quoted instead of refusing (`decide`).
 
-Does not: load models or the index (callers pass a `Searcher` and a `Generator`), or keep history (see
-`Conversation`).
+Does not: load models or the index (callers pass a `Searcher` and a `Generator`, see
+`assistant.loading`), or keep history (see `Conversation`).
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from assistant import cite, prompt
 from assistant.retrieval import Searcher
 from assistant.settings import Settings
+from retriever.index import Index
 from retriever.search import Hit
 
 TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
@@ -32,29 +34,6 @@ TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
 class ChatModel(Protocol):
     def stream(self, messages: list[tuple[str, str]]) -> Iterator[str]: ...
     def complete(self, messages: list[tuple[str, str]]) -> str: ...
-
-
-@dataclass(frozen=True)
-class AnswerSettings:
-    mode: str = "hybrid"  # retrieval mode for the passages
-    k: int = 10  # hits retrieved; the best answering ones become passages
-    n_passages: int = 3  # passages in the prompt (README: chosen by answer quality vs first-token time)
-    passage_chars: int = 250  # longest passage text shown to the model
-    min_support: float = 0.4  # share of answer bigrams that must come from the passages
-    unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is absent
-    quote_above: float = 0.915  # dense cosine of the best passage above which a refusal quotes it instead
-
-    @classmethod
-    def of(cls, settings: Settings, *, mode: str | None = None, k: int | None = None) -> AnswerSettings:
-        """The answer-related values of the one Settings, with CLI overrides."""
-        return cls(
-            mode=mode or settings.mode,
-            k=k or settings.k,
-            n_passages=settings.n_passages,
-            passage_chars=settings.passage_chars,
-            min_support=settings.min_support,
-            quote_above=settings.quote_above,
-        )
 
 
 @dataclass(frozen=True)
@@ -68,22 +47,37 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Diagnostics:
+    """How an answer came about: for the JSON, the eval and the next turn of a conversation."""
+
+    generated: str = ""  # what the model wrote, kept even when the answer is refused
+    prompt: str = ""  # the user message the model was sent ("" when nothing was generated)
+    support: float = 0.0  # share of the generated text found in the passages
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    tokens_per_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     standalone_question: str
     text: str  # the answer shown to the user (the refusal sentence when refused)
     refused: bool
-    reason: str  # why it was refused, one line ("" when answered)
+    reason: str  # why it was refused or quoted, one line ("" when answered)
+    quoted: bool  # the text quotes the first passage because the model's answer was unusable
     citations: list[Citation]
     passages: list[prompt.Passage]  # in prompt order
-    sentences: list[cite.Sentence]  # of the generated text, with their cited or attributed passages
+    sentences: list[cite.Sentence]  # of the text the citations come from, with their passages
     pointers: list[Hit]  # the closest passages, shown with a refusal
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    tokens_per_s: float = 0.0
-    generated: str = ""  # what the model wrote, kept even when the answer is refused
-    support: float = 0.0
-    turn: tuple[tuple[str, str], ...] = ()  # the (role, text) messages this answer adds to a conversation
-    quoted: bool = False  # the text quotes the first passage because the model's answer was unusable
+    diagnostics: Diagnostics = Diagnostics()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    text: str
+    refused: bool
+    reason: str
+    quoted: bool = False
 
 
 def answer(
@@ -91,14 +85,16 @@ def answer(
     *,
     searcher: Searcher,
     model: ChatModel,
-    settings: AnswerSettings = AnswerSettings(),
+    settings: Settings | None = None,
     history: Sequence[tuple[str, str]] = (),
     known: Sequence[prompt.Passage] = (),
     on_text: Callable[[str], None] | None = None,
 ) -> Answer:
     """Answer `question` from the notes; `on_text` receives the generated text as it streams.
 
-    `history` holds the conversation's earlier messages and `known` the passages they showed."""
+    `settings` (default: the searcher's) also choose the retrieval mode and k; `history` holds the
+    conversation's earlier messages and `known` the passages they showed."""
+    settings = settings or searcher.settings
     began = time.perf_counter()
     # Step 1: a follow-up becomes a standalone question, using the conversation so far
     standalone = rewrite(question, history, model) if history else question
@@ -110,18 +106,52 @@ def answer(
     chosen = [h.chunk for h in result.hits if h.chunk.has_answer][: settings.n_passages]
     shown = prompt.passages(chosen, standalone, max_chars=settings.passage_chars, known=known)
     # Step 4: refuse before generating when the notes cannot hold the answer
-    reason = gate_terms(standalone, searcher, settings.unknown_terms) or ("" if shown else "no passage found")
-    if reason:
-        return _refused(question, standalone, reason, result.hits, shown, timings, began)
+    early = gate_terms(standalone, searcher.index, settings.unknown_terms) or (
+        "" if shown else "no passage found"
+    )
     # Step 5: prompt; Step 6: generate, streamed
-    messages = prompt.messages(standalone, shown, history, known)
-    generated, first_token, speed = _generate(model, messages, on_text)
+    generated, sent, first_token, speed = "", "", 0.0, 0.0
+    if not early:
+        messages = prompt.messages(standalone, shown, history, known)
+        generated, first_token, speed = _generate(model, messages, on_text)
+        sent = messages[-1][1]
+    # Step 7: the model's own refusal, or an answer the passages do not support; a sure passage is quoted
+    support = cite.support(generated, [p.chunk.indexed for p in shown]) if generated else 0.0
+    verdict = decide(question, standalone, early, generated, support, shown, result.hits, settings)
+    # Step 8: citations, with attribution for sentences the model left uncited
+    source = shown[:1] if verdict.quoted else shown
+    sentences = cite.attribute(verdict.text if verdict.quoted else generated, {p.n: p.text for p in source})
     timings.update(first_token=first_token, total=_ms(began))
-    # Step 7: citations, with attribution for sentences the model left uncited
-    sentences = cite.attribute(generated, {p.n: p.text for p in shown})
-    citations = _citations(sentences, shown)
-    # Step 8: the model's own refusal, or an answer the passages do not support
-    support = cite.support(generated, [p.chunk.indexed for p in shown])
+    return Answer(
+        question=question,
+        standalone_question=standalone,
+        text=verdict.text,
+        refused=verdict.refused,
+        reason=verdict.reason,
+        quoted=verdict.quoted,
+        citations=[] if verdict.refused else _citations(sentences, source),
+        passages=shown,
+        sentences=sentences if generated else [],
+        pointers=result.hits[:3],
+        diagnostics=Diagnostics(generated, sent, round(support, 3), timings, round(speed, 2)),
+    )
+
+
+def decide(
+    question: str,
+    standalone: str,
+    early: str,
+    generated: str,
+    support: float,
+    shown: list[prompt.Passage],
+    hits: list[Hit],
+    settings: Settings,
+) -> Verdict:
+    """What the user is shown: the generated answer, a refusal (with why), or the first passage quoted.
+
+    `early` is the reason to refuse found before generating ("" when the model was asked)."""
+    if early:
+        return Verdict(prompt.refusal(question), True, early)
     # An English answer to Chinese notes shares few words with them: overlap cannot judge a translation.
     lexical = not prompt.is_english(standalone)
     reason = _said_refusal(generated) or (
@@ -129,40 +159,22 @@ def answer(
         if lexical and support < settings.min_support
         else ""
     )
-    turn = (messages[-1], ("assistant", generated))  # what the model saw and said: the next prompt's prefix
-    if reason:
-        refused = _refused(question, standalone, reason, result.hits, shown, timings, began)
-        refused = replace(
-            refused, generated=generated, support=support, sentences=sentences, turn=turn, tokens_per_s=speed
-        )
-        # Step 9: unless retrieval is sure the first passage holds the answer: then quote it
-        return _quoted(refused, shown[0]) if _closeness(result.hits) >= settings.quote_above else refused
-    return Answer(
-        question,
-        standalone,
-        generated,
-        False,
-        "",
-        citations,
-        shown,
-        sentences,
-        result.hits[:3],
-        timings,
-        round(speed, 2),
-        generated,
-        round(support, 3),
-        turn,
-    )
+    if not reason:
+        return Verdict(generated, False, "")
+    if _closeness(hits) >= settings.quote_above:  # retrieval is sure the first passage holds the answer
+        text = prompt.quote(standalone, shown[0])
+        return Verdict(text, False, f"{reason}; quoted passage [{shown[0].n}] instead", quoted=True)
+    return Verdict(prompt.refusal(question), True, reason)
 
 
-def gate_terms(question: str, searcher: Searcher, share: float) -> str:
+def gate_terms(question: str, index: Index, share: float) -> str:
     """A refusal reason when at least `share` of the question's technical terms occur nowhere in the notes;
     "" otherwise. Technical terms are those with two capitals or a digit (DoRA, FP8, BLIP-2); only when
     there are none, capitalized words that do not open the question (Chinchilla)."""
     found = list(dict.fromkeys(m.group(0) for m in TERM.finditer(question)))
     terms = [t for t in found if sum(c.isupper() for c in t) >= 2 or any(c.isdigit() for c in t)]
     terms = terms or [t for t in found if t[0].isupper() and not _opens(question, t)]
-    absent = [t for t in terms if not _known(t, searcher.index.vocabulary)]
+    absent = [t for t in terms if not index.mentions(t)]
     if absent and len(absent) >= share * len(terms):
         return f"the notes never mention {', '.join(absent)}"
     return ""
@@ -172,15 +184,6 @@ def _opens(question: str, term: str) -> bool:
     """Does `term` start the question or a sentence in it (capitalized for grammar, not as a name)?"""
     before = question[: question.index(term)].rstrip()
     return not before or before[-1] in ".?!。？！"
-
-
-def _known(term: str, vocabulary: set[str]) -> bool:
-    """In the index vocabulary whole, without its hyphens, or as all of its hyphen-separated parts."""
-    low = term.lower()
-    parts = [p for p in re.split(r"[-.]", low) if p]
-    return any(v in vocabulary for v in (low, low.replace("-", ""), low.replace(".", ""))) or (
-        len(parts) > 1 and all(p in vocabulary for p in parts)
-    )
 
 
 def rewrite(question: str, history: Sequence[tuple[str, str]], model: ChatModel) -> str:
@@ -219,22 +222,6 @@ def _said_refusal(text: str) -> str:
     return "the model found no answer in the passages" if said and len(flat) < 80 else ""
 
 
-def _quoted(refused: Answer, passage: prompt.Passage) -> Answer:
-    text = prompt.quote(refused.standalone_question, passage)
-    sentences = cite.attribute(text, {passage.n: passage.text})
-    reason = f"{refused.reason}; quoted passage [{passage.n}] instead"
-    citations = _citations(sentences, [passage])
-    return replace(
-        refused,
-        text=text,
-        refused=False,
-        reason=reason,
-        citations=citations,
-        sentences=sentences,
-        quoted=True,
-    )
-
-
 def _closeness(hits: list[Hit]) -> float:
     """Dense similarity of the best answering hit (0 when the mode ran no dense search)."""
     return next((h.scores.get("dense") or 0.0 for h in hits if h.chunk.has_answer), 0.0)
@@ -248,21 +235,6 @@ def _citations(sentences: list[cite.Sentence], shown: list[prompt.Passage]) -> l
         for n in used
         for c in [numbered[n].chunk]
     ]
-
-
-def _refused(
-    question: str,
-    standalone: str,
-    reason: str,
-    hits: list[Hit],
-    shown: list[prompt.Passage],
-    timings: dict[str, float],
-    began: float,
-) -> Answer:
-    timings = {**timings, "first_token": timings.get("first_token", 0.0), "total": _ms(began)}
-    text = prompt.refusal(question)
-    turn = (("user", standalone), ("assistant", text))
-    return Answer(question, standalone, text, True, reason, [], shown, [], hits[:3], timings, turn=turn)
 
 
 class Conversation:
@@ -284,8 +256,18 @@ class Conversation:
 
     def ask(self, question: str, **kwargs: Any) -> Answer:
         result = answer(question, history=self.messages, known=self.known, **kwargs)
-        self.turns.append((result.turn, result.passages if result.generated else []))
+        generated = result.diagnostics.generated
+        self.turns.append((self.turn_of(result), result.passages if generated else []))
         return result
+
+    @staticmethod
+    def turn_of(result: Answer) -> tuple[tuple[str, str], ...]:
+        """The (role, text) messages an answer adds: what the model saw and said, which the next prompt
+        extends; for an answer refused before generating, the question and the refusal."""
+        d = result.diagnostics
+        if d.generated:
+            return (("user", d.prompt), ("assistant", d.generated))
+        return (("user", result.standalone_question), ("assistant", result.text))
 
     def clear(self) -> None:
         self.turns.clear()
@@ -304,8 +286,8 @@ def as_json(result: Answer) -> dict:
         "passages": [p.chunk.id for p in result.passages],
         "pointers": [{"id": h.chunk.id, "heading": " > ".join(h.chunk.heading)} for h in result.pointers],
         "uncited_sentences": [s.text.strip() for s in result.sentences if not s.numbers],
-        "timings_ms": result.timings_ms,
-        "tokens_per_s": result.tokens_per_s,
+        "timings_ms": result.diagnostics.timings_ms,
+        "tokens_per_s": result.diagnostics.tokens_per_s,
     }
 
 

@@ -16,8 +16,10 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from ingest.chunk import sentence_spans
+from retriever import tokenize
+
 MARK = re.compile(r"[\[【［]\s*(\d{1,2}(?:\s*[-–,，、]\s*\d{1,2})*)\s*[\]】］]")
-SENTENCE = re.compile(r"[^。！？!?\n]+(?:[。！？!?]+|\n+|$)")
 
 
 @dataclass(frozen=True)
@@ -59,32 +61,24 @@ def sentences(answer: str, valid: Collection[int]) -> list[Sentence]:
     """The answer's sentences with the valid marks each carries (a mark at a sentence start belongs
     to the sentence before it, as in "……缓存。[2]")."""
     out: list[Sentence] = []
-    for m in SENTENCE.finditer(answer):
-        text = m.group(0)
+    for begin, end in sentence_spans(answer):
+        text = answer[begin:end]
         lead = re.match(r"\s*((?:" + MARK.pattern + r"\s*)+)", text)
         if lead and out:
             prev = out[-1]
             moved = tuple(dict.fromkeys(prev.cited + tuple(parse(lead.group(1), valid))))
-            out[-1] = Sentence(prev.text + lead.group(0), prev.start, m.start() + lead.end(), moved)
-            text, start = text[lead.end() :], m.start() + lead.end()
+            out[-1] = Sentence(answer[prev.start : begin + lead.end()], prev.start, begin + lead.end(), moved)
+            text, start = text[lead.end() :], begin + lead.end()
         else:
-            start = m.start()
+            start = begin
         if strip_marks(text).strip():
             out.append(Sentence(text, start, start + len(text), tuple(parse(text, valid))))
     return out
 
 
 def bigrams(text: str) -> set[str]:
-    """Overlap units: character bigrams of CJK runs, whole lowercase words of Latin text.
-
-    >>> sorted(bigrams("KV Cache 用显存"))
-    ['cache', 'kv', '显存', '用显']
-    """
-    text = strip_marks(text).lower()
-    units = set(re.findall(r"[a-z0-9]+(?:[.-][a-z0-9]+)*", text))
-    for run in re.findall(r"[\u3400-\u9fff]+", text):
-        units |= {run[i : i + 2] for i in range(len(run) - 1)} or {run}
-    return units
+    """The overlap units (retriever.tokenize.bigrams) of `text` without its citation marks."""
+    return tokenize.bigrams(strip_marks(text))
 
 
 def attribute(answer: str, passages: dict[int, str], *, threshold: float = 0.5) -> list[Sentence]:

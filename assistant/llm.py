@@ -13,7 +13,6 @@ RuntimeError with one line saying what to install or set; a server gets a short 
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import importlib.util
 import os
@@ -24,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant.settings import Settings, generator_args
+
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-DEFAULT_MODEL = "qwen2.5-coder-1.5b"
+DEFAULTS = Settings()  # the Generator's defaults are the settings' own
+DEFAULT_MODEL = DEFAULTS.llm
 CONNECT_TIMEOUT = 3.0  # seconds to reach a model server before giving up
 READ_BYTES = 8 << 20  # bytes per read while joining part files
 Pieces = abc.Generator[str, None, None]  # streamed text; close() stops the generation early
@@ -250,17 +252,17 @@ class Generator:
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
+        model: str = DEFAULTS.llm,
         cache_dir: Path,
-        base_url: str = "",
-        api_key: str = "",
-        n_ctx: int = 4096,
-        n_batch: int = 512,
-        temperature: float = 0.0,
-        max_tokens: int = 512,
-        threads: int = 0,
-        seed: int = 0,
-        timeout: float = 120.0,
+        base_url: str = DEFAULTS.llm_base_url,
+        api_key: str = DEFAULTS.llm_api_key,
+        n_ctx: int = DEFAULTS.n_ctx,
+        n_batch: int = DEFAULTS.n_batch,
+        temperature: float = DEFAULTS.temperature,
+        max_tokens: int = DEFAULTS.max_tokens,
+        threads: int = DEFAULTS.llm_threads,
+        seed: int = DEFAULTS.seed,
+        timeout: float = DEFAULTS.llm_timeout,
     ) -> None:
         self.spec = resolve_model(model, cache_dir=cache_dir, base_url=base_url)
         self.n_ctx = n_ctx
@@ -272,15 +274,21 @@ class Generator:
             )
         else:
             path = ensure_gguf(self.spec.bundled, cache_dir) if self.spec.bundled else self.spec.path
+            assert path is not None, "resolve_model gives a path for every in-process model"
             self.chat = _llama_chat(
                 path,
                 n_ctx=n_ctx,
                 n_batch=n_batch,
-                temperature=temperature,  # type: ignore[arg-type]
+                temperature=temperature,
                 max_tokens=max_tokens,
                 threads=threads,
                 seed=seed,
             )
+
+    @classmethod
+    def of(cls, settings: Settings) -> Generator:
+        """The model the settings name, loaded (RuntimeError with one line when it cannot be)."""
+        return cls(**generator_args(settings))
 
     @property
     def name(self) -> str:
@@ -303,9 +311,3 @@ class Generator:
         prompt = _messages(messages)
         with self._lock, _one_line_errors(f"{self.describe()} failed"):
             return str(self.chat.invoke(prompt).content)
-
-
-@functools.lru_cache(maxsize=1)
-def shared(**kwargs: Any) -> Generator:
-    """The process's Generator for these keyword arguments; asking for another model frees the old one."""
-    return Generator(**kwargs)

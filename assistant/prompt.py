@@ -15,8 +15,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from assistant.cite import bigrams
-from ingest.chunk import Chunk
+from ingest.chunk import Chunk, sentence_spans
+from retriever.tokenize import bigrams
 
 REFUSAL_ZH = "笔记中没有相关内容。"
 REFUSAL_EN = "The notes do not cover this."
@@ -70,16 +70,14 @@ def window(text: str, question: str, max_chars: int) -> str:
     """The run of whole sentences of at most max_chars sharing the most bigrams with the question."""
     if len(text) <= max_chars:
         return text
-    parts = re.findall(r"[^。！？；\n]*(?:[。！？；]|\n+|$)", text)
-    parts = [p for p in parts if p]
+    spans = sentence_spans(text)
     want = bigrams(question)
     best, best_score = text[:max_chars], -1
-    for i in range(len(parts)):
-        size, j = 0, i
-        while j < len(parts) and size + len(parts[j]) <= max_chars:
-            size += len(parts[j])
+    for i, (start, end) in enumerate(spans):
+        j = i
+        while j + 1 < len(spans) and spans[j + 1][1] - start <= max_chars:
             j += 1
-        candidate = "".join(parts[i:j]) or parts[i][:max_chars]
+        candidate = text[start : spans[j][1]] if end - start <= max_chars else text[start : start + max_chars]
         score = len(bigrams(candidate) & want)
         if score > best_score:
             best, best_score = candidate, score

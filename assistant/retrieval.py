@@ -8,25 +8,30 @@ reranker that cannot load is reported once, and rerank mode then returns the fus
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
-from assistant.settings import Settings
+from assistant.settings import Settings, index_settings, search_args
 from ingest.load import note_paths
 from retriever import index as index_
-from retriever.dense import Embedder
+from retriever.dense import Embedder, SentenceEmbedder
 from retriever.rerank import Reranker, load_reranker
 from retriever.search import Result, search
 
 
-def index_settings(settings: Settings) -> index_.IndexSettings:
-    return index_.IndexSettings(
-        embed_model=settings.embed_model,
-        max_chars=settings.max_chars,
-        overlap=settings.overlap,
-        min_chars=settings.min_chars,
-    )
+def progress_lines(warn: Callable[[str], None], every: float = 5.0) -> index_.Progress:
+    """Embedding progress as a line through `warn` at most every `every` seconds, and at the end."""
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        if time.monotonic() - last[0] >= every or done >= total:
+            last[0] = time.monotonic()
+            warn(f"mianjing: embedded {done}/{total} passages")
+
+    return report
 
 
 class Searcher:
@@ -38,9 +43,10 @@ class Searcher:
         embedder: Embedder | None = None,
         build: bool = True,
     ) -> None:
-        """Open the index; with `build`, an absent or unreadable index is built first."""
+        """Open the index; with `build`, an absent or unreadable index is built first (progress said
+        through `warn`)."""
         self.settings = settings
-        self.warn = warn or (lambda line: print(line, file=sys.stderr))
+        self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
         self._embedder = embedder  # loaded on first need unless given
         self._reranker: tuple[Reranker | None, str] | None = None
         self.index = self._open() if build else index_.Index([], [], np.zeros((0, 1), np.float32))
@@ -53,23 +59,25 @@ class Searcher:
             self.warn(f"mianjing: {e}; building it from {self.settings.corpus}")
         return self.ingest()[0]
 
-    def ingest(self) -> tuple[index_.Index, index_.IngestReport]:
-        """Update the index from the corpus; afterwards searches see the new notes."""
+    def ingest(self, progress: index_.Progress | None = None) -> tuple[index_.Index, index_.IngestReport]:
+        """Update the index from the corpus; afterwards searches see the new notes. Embedding progress goes
+        to `progress`, by default a line through `warn` every few seconds."""
         self.index, report = index_.ingest(
             self.settings.corpus,
             self.settings.index_dir,
             index_settings(self.settings),
             embedder=lambda: self.embedder,
             warn=self.warn,
-            progress=sys.stderr.isatty(),
+            progress=progress or progress_lines(self.warn),
         )
         return self.index, report
 
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = Embedder(
-                self.settings.embed_model, cache_dir=self.settings.cache, threads=self.settings.threads
+            s = self.settings
+            self._embedder = SentenceEmbedder(
+                s.embed_model, cache_dir=s.cache, threads=s.threads, batch_size=s.embed_batch
             )
         return self._embedder
 
@@ -77,25 +85,16 @@ class Searcher:
     def reranker(self) -> tuple[Reranker | None, str]:
         """(reranker, "") or (None, why not); the reason is said once, when first asked."""
         if self._reranker is None:
-            self._reranker = load_reranker(self.settings.reranker)
+            self._reranker = load_reranker(self.settings.reranker, max_length=self.settings.rerank_max_length)
             if self._reranker[0] is None:
                 self.warn(f"mianjing: reranker off: {self._reranker[1]}; using the fused order")
         return self._reranker
 
     def search(self, query: str, *, mode: str | None = None, k: int | None = None) -> Result:
-        mode = mode or self.settings.mode
-        s = self.settings
-        reranker, reason = self.reranker if mode == "rerank" else (None, "")
+        """Search with the settings' values; `mode` and `k` override them for this query."""
+        s = replace(self.settings, mode=mode or self.settings.mode, k=k or self.settings.k)
+        reranker, reason = self.reranker if s.mode == "rerank" else (None, "")
+        embedder = self.embedder if s.mode != "bm25" else None
         return search(
-            self.index,
-            query,
-            mode=mode,
-            k=k or s.k,
-            embedder=self.embedder if mode != "bm25" else None,
-            reranker=reranker,
-            reranker_reason=reason,
-            candidates=s.candidates,
-            rerank_candidates=s.rerank_candidates,
-            rrf_k=s.rrf_k,
-            unanswered_weight=s.unanswered_weight,
+            self.index, query, **search_args(s), embedder=embedder, reranker=reranker, reranker_reason=reason
         )

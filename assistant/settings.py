@@ -1,6 +1,10 @@
 """One `Settings`: every default in one block, read from `MIANJING_*` variables once, CLI flags on top.
 
-Stage functions never read the environment; the CLI builds a Settings and passes its values down.
+Every field is a variable: `MIANJING_<FIELD>` (e.g. `max_tokens` -> `MIANJING_MAX_TOKENS`). The views the
+stages take (`index_settings`, `search_args`, `generator_args`) are built here and nowhere else; stage
+functions keep explicit keyword arguments whose defaults equal these (tests/test_settings.py checks it).
+
+Does not: read the environment anywhere but `from_env`, or load anything.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from retriever.e5 import E5_NAME
+from retriever.index import IndexSettings
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 
@@ -22,7 +27,9 @@ class Settings:
     index: Path | None = None  # index folder; None = <cache>/index/<corpus name>-<hash of its path>
     cache: Path = Path("~/.cache/mianjing").expanduser()  # converted models, indexes
     embed_model: str = E5_NAME  # a sentence-transformers name or folder; default: bundled e5-small
+    embed_batch: int = 4  # passages per embedding batch (4 pads less than 16 on these notes)
     reranker: str = "BAAI/bge-reranker-base"  # CrossEncoder name (HF cache) or folder; "" = none
+    rerank_max_length: int = 512  # tokens of (question, passage) the cross-encoder reads
     mode: str = "hybrid"  # bm25 | dense | hybrid | rerank
     k: int = 10  # hits to return
     candidates: int = 50  # per-retriever list length fed to fusion
@@ -34,19 +41,28 @@ class Settings:
     min_chars: int = 60  # shorter units join their neighbour
     threads: int = 0  # torch CPU threads; 0 = torch's default
     llm: str = "qwen2.5-coder-1.5b"  # bundled name, qwen2.5-coder-0.5b, a .gguf path, or openai:<model>
-    llm_base_url: str = (
-        ""  # OpenAI-compatible server for llm = openai:<model> (llama.cpp server, vLLM, Ollama)
-    )
+    llm_base_url: str = ""  # OpenAI-compatible server for llm = openai:<model> (llama.cpp, vLLM, Ollama)
     llm_api_key: str = ""  # for that server, if it wants one
+    llm_timeout: float = 120.0  # seconds to wait for a server's answer (connecting has its own 3 s)
     n_ctx: int = 4096  # llama.cpp context tokens: system + a few turns of passages and answers
     n_batch: int = 512  # llama.cpp prompt batch
     temperature: float = 0.0  # greedy: answers repeatable, closest to the passages
+    seed: int = 0  # sampling seed (matters only with temperature > 0)
     max_tokens: int = 256  # longest answer
     llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
     n_passages: int = 3  # passages in the prompt
     passage_chars: int = 250  # longest passage text in the prompt
     min_support: float = 0.4  # refuse an answer with less of its text found in the passages
+    unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is not in the notes
     quote_above: float = 0.915  # e5 cosine of the best passage above which an unsupported answer quotes it
+    history_turns: int = 3  # earlier turns of a conversation sent with a follow-up
+
+    def __post_init__(self) -> None:
+        for name in ("k", "candidates", "rerank_candidates", "n_passages", "passage_chars", "embed_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
+        if self.max_tokens < 1 or self.n_ctx < 1 or self.history_turns < 0:
+            raise ValueError("max_tokens and n_ctx must be at least 1, history_turns at least 0")
 
     @property
     def index_dir(self) -> Path:
@@ -56,47 +72,60 @@ class Settings:
         return self.cache / "index" / f"{self.corpus.resolve().name}-{where}"
 
 
-ENV = {  # variable -> field
-    "MIANJING_CORPUS": "corpus",
-    "MIANJING_INDEX": "index",
-    "MIANJING_CACHE": "cache",
-    "MIANJING_EMBED_MODEL": "embed_model",
-    "MIANJING_RERANKER": "reranker",
-    "MIANJING_MODE": "mode",
-    "MIANJING_K": "k",
-    "MIANJING_THREADS": "threads",
-    "MIANJING_LLM": "llm",
-    "MIANJING_LLM_BASE_URL": "llm_base_url",
-    "MIANJING_LLM_API_KEY": "llm_api_key",
-    "MIANJING_LLM_THREADS": "llm_threads",
-    "MIANJING_N_CTX": "n_ctx",
-    "MIANJING_MIN_SUPPORT": "min_support",
-    "MIANJING_QUOTE_ABOVE": "quote_above",
-}
+ENV = {f"MIANJING_{f.name.upper()}": f.name for f in fields(Settings)}  # variable -> field
+PATHS = ("corpus", "index", "cache")
 
 
 def from_env(environ: dict[str, str] | None = None, **overrides: object) -> Settings:
-    """Settings from MIANJING_* variables, then `overrides` (None values ignored)."""
+    """Settings from MIANJING_* variables, then `overrides` (None values ignored).
+
+    A value that does not parse is a ValueError naming the variable: `MIANJING_K=abc: not an integer`."""
     environ = dict(os.environ) if environ is None else environ
-    types = {f.name: f.type for f in fields(Settings)}
-    values: dict[str, object] = {}
+    types = {f.name: str(f.type) for f in fields(Settings)}
+    values: dict[str, Any] = {}
     for var, name in ENV.items():
         if environ.get(var):
-            values[name] = _convert(environ[var], types[name])
+            values[name] = _convert(var, environ[var], types[name])
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for name in ("corpus", "index", "cache"):
+    for name in PATHS:
         if isinstance(values.get(name), str | Path):
-            values[name] = Path(values[name]).expanduser()  # type: ignore[arg-type]
-    return replace(Settings(), **values)  # type: ignore[arg-type]
+            values[name] = Path(values[name]).expanduser()
+    return replace(Settings(), **values)
 
 
-def _convert(raw: str, kind: object) -> object:
-    kind = str(kind)
-    if kind.startswith("int"):
-        return int(raw)
-    if kind.startswith("float"):
-        return float(raw)
+def _convert(var: str, raw: str, kind: str) -> object:
+    try:
+        if kind.startswith("int"):
+            return int(raw)
+        if kind.startswith("float"):
+            return float(raw)
+    except ValueError:
+        raise ValueError(
+            f"{var}={raw}: not {'an integer' if kind.startswith('int') else 'a number'}"
+        ) from None
     return raw
+
+
+def index_settings(settings: Settings) -> IndexSettings:
+    """What the index records and rebuilds on: the embedding model and the chunking."""
+    return IndexSettings(
+        embed_model=settings.embed_model,
+        max_chars=settings.max_chars,
+        overlap=settings.overlap,
+        min_chars=settings.min_chars,
+    )
+
+
+def search_args(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for retriever.search.search, besides the index, query, models."""
+    return {
+        "mode": settings.mode,
+        "k": settings.k,
+        "candidates": settings.candidates,
+        "rerank_candidates": settings.rerank_candidates,
+        "rrf_k": settings.rrf_k,
+        "unanswered_weight": settings.unanswered_weight,
+    }
 
 
 def generator_args(settings: Settings) -> dict[str, Any]:
@@ -111,4 +140,6 @@ def generator_args(settings: Settings) -> dict[str, Any]:
         "temperature": settings.temperature,
         "max_tokens": settings.max_tokens,
         "threads": settings.llm_threads,
+        "seed": settings.seed,
+        "timeout": settings.llm_timeout,
     }

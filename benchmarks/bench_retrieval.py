@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,25 +25,17 @@ sys.path.insert(0, str(REPO))
 
 from assistant.retrieval import Searcher  # noqa: E402
 from assistant.settings import from_env  # noqa: E402
+from eval import command  # noqa: E402
+from eval.dataset import read_questions  # noqa: E402
+from eval.metrics import percentiles  # noqa: E402
+from eval.report import machine_text  # noqa: E402
 from retriever.e5 import E5_NAME, e5_folder, ensure_e5  # noqa: E402
 from retriever.search import MODES  # noqa: E402
 
 
 def machine() -> str:
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
-
-
-def percentiles(values: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(values, n=20, method="inclusive")
-    return statistics.median(values), cuts[18]
+    """The machine the figures come from, as eval reports name it."""
+    return f"{machine_text(command.machine())}, Python {platform.python_version()}"
 
 
 def measure(corpus: Path, questions: list[str], repeat: int) -> dict[str, str]:
@@ -80,16 +71,12 @@ def measure(corpus: Path, questions: list[str], repeat: int) -> dict[str, str]:
                     t = time.perf_counter()
                     result = searcher.search(q, mode=mode)
                     times.append((time.perf_counter() - t) * 1000)
-            p50, p95 = percentiles(times)
+            cut = percentiles(times)
             note = " (reranker off: fused order)" if result.reranker else ""
-            rows[f"search `{mode}` warm p50 / p95"] = f"{p50:.1f} / {p95:.1f} ms{note}"
+            rows[f"search `{mode}` warm p50 / p95"] = f"{cut['p50']:.1f} / {cut['p95']:.1f} ms{note}"
         rows["search queries timed per mode"] = str(len(questions) * repeat)
     rows["peak RSS"] = f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     return rows
-
-
-def read_questions(path: Path) -> list[str]:
-    return [json.loads(line)["question"] for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 def print_table(rows: dict[str, str], *, as_json: bool) -> None:

@@ -22,7 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.bench_retrieval import measure, print_table, read_questions  # noqa: E402
+from benchmarks.bench_retrieval import measure, print_table  # noqa: E402
+from eval.dataset import read_questions  # noqa: E402
 from ingest.load import load_notes  # noqa: E402
 
 WINDOW = 6  # paragraphs shuffled together

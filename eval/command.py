@@ -26,7 +26,7 @@ from tqdm import tqdm
 from assistant.retrieval import Searcher
 from assistant.settings import Settings
 from eval import report
-from eval.dataset import Item, load_dataset
+from eval.dataset import Item, load_dataset, subset
 from eval.run import retrieval_rows, summarize
 from retriever.search import MODES
 
@@ -41,7 +41,7 @@ class Options:
     modes: tuple[str, ...] = MODES  # retrieval modes to score
     k: int = 10  # hits retrieved per question
     generate: bool = False  # also answer the questions and score the answers (slow)
-    limit: int | None = None  # first N questions only (the generation half picks its own N)
+    limit: int | None = None  # first N questions, both kinds in their shares (eval.dataset.subset)
     judge: str | None = None  # passed through to eval.generation
     out: Path | None = None  # folder for metrics.json, questions.jsonl, report.md, report.html
 
@@ -76,7 +76,7 @@ def run(
         warn(f"mianjing: skipped {problem}")
     if not items:
         raise ValueError(f"no usable questions in {options.dataset} ({len(problems)} bad lines)")
-    chosen = items[: options.limit] if options.limit else items
+    chosen = subset(items, options.limit)
     # Step 2: the index, then the answering model when asked for (so it fails before a long run, not after)
     searcher = searcher or Searcher(settings, warn=warn)
     generate = _answering(settings, model, options.judge) if options.generate else None
@@ -105,17 +105,14 @@ def _answering(
     settings: Settings, model: object | None, judge: str | None
 ) -> Callable[[Searcher, list[Item], Options], dict]:
     """eval.generation's report bound to the loaded answering model (as `mianjing ask` loads it) and judge."""
-    from assistant.answer import AnswerSettings
-
     try:  # through sys.modules, where the tests put a fake
         generation = importlib.import_module("eval.generation")
     except ImportError as e:
         raise ValueError(f"--generate is not available: {e}") from e
     if model is None:
         from assistant.llm import Generator
-        from assistant.settings import generator_args
 
-        model = Generator(**generator_args(settings))
+        model = Generator.of(settings)
     judging = generation.load_judge(judge or "", settings)
 
     def generate(searcher: Searcher, items: list[Item], o: Options) -> dict:
@@ -123,7 +120,7 @@ def _answering(
             searcher,
             model,
             items,
-            AnswerSettings.of(settings),
+            settings,
             judge=judging,
             limit=o.limit,
             progress=lambda line: print(f"mianjing: {line}", file=sys.stderr, flush=True),

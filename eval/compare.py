@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from eval.report import flatten
 from eval.run import METRICS
 
 KIND_METRICS = ("hit@5", "mrr@10")
@@ -40,15 +41,19 @@ def compare(a_path: Path, b_path: Path) -> dict:
         "modes": {mode: _mode(a["modes"][mode], b["modes"][mode]) for mode in modes},
         "only_in_a": [m for m in a["modes"] if m not in b["modes"]],
         "only_in_b": [m for m in b["modes"] if m not in a["modes"]],
-        "generation": _numbers(_flat(a.get("generation") or {}), _flat(b.get("generation") or {})),
+        "generation": _numbers(flatten(a.get("generation") or {}), flatten(b.get("generation") or {})),
         "run": _run(a.get("run", {}), b.get("run", {})),
     }
 
 
 def _delta(x: object, y: object) -> dict | None:
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (x, y)):
+    if (
+        not (isinstance(x, int | float) and isinstance(y, int | float))
+        or isinstance(x, bool)
+        or isinstance(y, bool)
+    ):
         return None
-    return {"a": x, "b": y, "delta": round(float(y) - float(x), 4)}  # type: ignore[arg-type]
+    return {"a": x, "b": y, "delta": round(float(y) - float(x), 4)}
 
 
 def _numbers(a: dict, b: dict) -> dict:
@@ -63,16 +68,6 @@ def _mode(a: dict, b: dict) -> dict:
         "latency_ms": _numbers(a.get("latency_ms", {}), b.get("latency_ms", {})),
         "by_kind": {k: _numbers(a["by_kind"][k], b["by_kind"][k]) for k in kinds},
     }
-
-
-def _flat(value: dict, prefix: str = "") -> dict:
-    flat: dict = {}
-    for key, v in value.items():
-        if isinstance(v, dict):
-            flat.update(_flat(v, f"{prefix}{key}."))
-        elif key != "rows":
-            flat[f"{prefix}{key}"] = v
-    return flat
 
 
 def _run(a: dict, b: dict) -> dict:

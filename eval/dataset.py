@@ -1,7 +1,8 @@
 """Eval datasets: JSONL items with evidence quotes, resolved to character spans in the notes.
 
-Line format: `{"id", "question", "kind", "evidence": [{"source", "quote"}], "reference_answer"}`;
-`evidence: []` marks a question the notes cannot answer. A bad line (invalid JSON, unknown source, a quote
+Line format: `{"id", "question", "kind", "evidence": [{"source", "quote"}], "reference_answer",
+"key_points"}`; `evidence: []` marks a question the notes cannot answer, `key_points` (optional) lists the
+facts a correct answer states, each as alternative strings. A bad line (invalid JSON, unknown source, a quote
 not found in its source) is reported with its line number and left out; the rest still load.
 """
 
@@ -29,6 +30,7 @@ class Item:
     kind: str
     spans: tuple[Span, ...]  # empty: unanswerable from the notes
     reference_answer: str = ""
+    key_points: tuple[tuple[str, ...], ...] = ()  # facts a correct answer states, each as alternatives
 
     @property
     def answerable(self) -> bool:
@@ -96,7 +98,31 @@ def _item(raw: dict, texts: dict[str, str], n: int) -> Item:
         str(raw.get("kind", "")),
         tuple(spans),
         str(raw.get("reference_answer", "")),
+        _key_points(raw.get("key_points", [])),
     )
+
+
+def _key_points(raw: object) -> tuple[tuple[str, ...], ...]:
+    """[["线性缩放", "linear scaling"], ["√N"]] -> tuples; anything else is a ValueError for the line."""
+    if not isinstance(raw, list) or not all(
+        isinstance(point, list) and point and all(isinstance(a, str) and a.strip() for a in point)
+        for point in raw
+    ):
+        raise ValueError('"key_points" must be a list of non-empty lists of non-empty strings')
+    return tuple(tuple(point) for point in raw)
+
+
+def subset(items: list[Item], limit: int | None) -> list[Item]:
+    """The first `limit` items, answerable and unanswerable in their dataset shares (at least one of each
+    kind present), in dataset order: the one meaning of `mianjing eval --limit`."""
+    if limit is None or limit >= len(items):
+        return list(items)
+    unanswerable = [i for i in items if not i.answerable]
+    share = round(limit * len(unanswerable) / len(items))
+    n_un = min(len(unanswerable), max(share, 1 if unanswerable and limit > 1 else 0))
+    answerable = [i for i in items if i.answerable][: limit - n_un]
+    keep = {id(i) for i in [*unanswerable[:n_un], *answerable]}
+    return [i for i in items if id(i) in keep]
 
 
 def relevant(item: Item, source: str, start: int, end: int) -> bool:
@@ -109,3 +135,24 @@ def matches(item: Item, source: str, start: int, end: int) -> frozenset[int]:
     return frozenset(
         n for n, s in enumerate(item.spans) if s.source == source and start < s.end and s.start < end
     )
+
+
+def read_questions(path: Path) -> list[str]:
+    """The `question` field of each JSONL line (a UTF-8 BOM allowed); a bad line or an unreadable file is
+    a one-line ValueError naming it."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    questions = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            question = json.loads(line)["question"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f'{path}:{n}: not a JSON object with a "question" field ({e})') from e
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f'{path}:{n}: "question" must be a non-empty string, not {question!r}')
+        questions.append(question)
+    return questions

@@ -1,9 +1,13 @@
-"""Answer quality, RAGAS-style: every item is answered by the `ask` pipeline (`eval.run.answer_report`, which
-calls assistant.answer.answer), then each answer is scored.
+"""Answer quality, RAGAS-style: every item is answered by the `ask` pipeline (`answer_report`, which calls
+assistant.answer.answer), then each answer is scored.
 
 - faithfulness, answer relevancy, answer correctness: judged by an LLM through ragas (eval/judge.py);
 - answer similarity: e5 cosine of the answer and `reference_answer` (no LLM; part of answer correctness);
 - citation validity: the share of the answer's cited passages that are relevant (eval.dataset.relevant);
+- key-point recall: the share of the item's `key_points` the answer shown states (eval.metrics; no judge);
+- citation precision: the share of the answer's marked sentences that a passage they cite supports (most
+  of the sentence's words are in it, or, for an English sentence, an e5 cosine of at least CROSS_LINGUAL);
+  `marks_without_target` counts the `[n]` marks in the answer that name no passage;
 - refusal: the pipeline's own decision; for unanswerable items, the share refused is refusal accuracy.
 
 Refusals are not sent to the judge. RAGAS would score any refusal 0 answer relevancy (it is noncommittal),
@@ -20,26 +24,30 @@ reports.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from assistant import cite
-from assistant.answer import Answer, AnswerSettings
+from assistant.answer import Answer, ChatModel, answer
+from assistant.prompt import is_english
 from assistant.retrieval import Searcher
-from assistant.settings import Settings, generator_args
-from eval.dataset import Item, relevant
+from assistant.settings import Settings
+from eval.dataset import Item, relevant, subset
 from eval.judge import JUDGE_TOKENS, METRICS, Judge, Score, similarity
-from eval.run import answer_report
+from eval.metrics import SCORES, key_point_recall, percentiles
 
-SCORES = (*METRICS, "answer_similarity", "citation_validity")
+CROSS_LINGUAL = 0.85  # e5 cosine at which an English sentence restates a passage (set a priori, not tuned)
+LEXICAL = 0.5  # share of a sentence's overlap units found in a passage that supports it (as cite.attribute)
 
 
 def generation_report(
     searcher: Searcher,
     model: Any,
     items: list[Item],
-    answer_settings: AnswerSettings,
+    settings: Settings,
     *,
     judge: Any = None,
     limit: int | None = None,
@@ -66,14 +74,18 @@ def generation_report(
             progress(_progress_line("answer", item, result, (len(answered), len(chosen)), began))
         return score_answer(item, result, searcher.embedder)
 
-    report = answer_report(searcher, model, chosen, answer_settings, on_answer=on_answer)
+    report = answer_report(searcher, model, chosen, settings, on_answer=on_answer)
     rows = report["rows"]
     if scorer:
         judge_rows(scorer, rows, answered, metrics=metrics, progress=progress)
     answerable = [r for r in rows if r["answerable"]]
     unanswerable = [r for r in rows if not r["answerable"]]
     return {
-        "answerable": {**report["answerable"], **summary(answerable)},
+        "answerable": {
+            **report["answerable"],
+            **summary(answerable),
+            "marks_without_target": sum(r.get("marks_without_target", 0) for r in answerable),
+        },
         "unanswerable": {**report["unanswerable"], **summary(unanswerable)},
         "by_kind": by_kind(rows),
         "judge": scorer.name if scorer else "none",
@@ -89,9 +101,77 @@ def generation_report(
     }
 
 
+def answer_report(
+    searcher: Searcher,
+    model: ChatModel,
+    items: list[Item],
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] | None = None,
+    on_answer: Callable[[Item, Any], dict] | None = None,
+) -> dict:
+    """Answer every item through the `ask` pipeline; refusal and citation figures, split by answerability.
+
+    `on_answer(item, answer)` may add fields to each row (`generation_report` adds the scores)."""
+    rows = []
+    for item in items:
+        result = answer(item.question, searcher=searcher, model=model, settings=settings)
+        rows.append({**answer_row(item, result), **(on_answer(item, result) if on_answer else {})})
+        if progress:
+            r = rows[-1]
+            progress(
+                f"{item.id} refused={result.refused} ({result.reason}) support={r['support']:.2f} "
+                f"cited_relevant={r['cited_relevant']} first_token={r['first_token_ms']:.0f}ms "
+                f"{r['tokens_per_s']:.1f}tok/s | {r['answer'][:70]!r}"
+            )
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    generated = [r for r in rows if r["first_token_ms"]]
+    return {
+        "answerable": {
+            "n": len(answerable),
+            "refused": _share(answerable, "refused"),
+            "cites_relevant": _share(answerable, "cited_relevant"),
+            "model_wrote_marks": _share(answerable, "model_marks"),
+        },
+        "unanswerable": {"n": len(unanswerable), "refused": _share(unanswerable, "refused")},
+        "first_token_ms": percentiles([r["first_token_ms"] for r in generated]),
+        "tokens_per_s": round(statistics.median([r["tokens_per_s"] for r in generated]), 2)
+        if generated
+        else 0,
+        "rows": rows,
+    }
+
+
+def answer_row(item: Item, result: Answer) -> dict:
+    """The pipeline's own figures for one answer: refusal, citations, timings, what the model wrote."""
+    d = result.diagnostics
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "answerable": item.answerable,
+        "refused": result.refused,
+        "reason": result.reason,
+        "cited": bool(result.citations),
+        "cited_relevant": any(relevant(item, c.source, c.start, c.end) for c in result.citations),
+        "model_marks": any(s.cited for s in result.sentences),
+        "support": d.support,
+        "first_token_ms": d.timings_ms.get("first_token", 0.0),
+        "total_ms": d.timings_ms["total"],
+        "tokens_per_s": d.tokens_per_s,
+        "answer": d.generated or result.text,
+        "passages": [p.chunk.id for p in result.passages],
+    }
+
+
+def _share(rows: list[dict], key: str) -> float:
+    return round(sum(1 for r in rows if r[key]) / len(rows), 4) if rows else 0.0
+
+
 def score_answer(item: Item, result: Answer, embedder: Any) -> dict:
-    """The row fields of one answer without the LLM judge: cited ids, citation validity, answer similarity
-    (the other SCORES None until `judge_rows`) and the judge's bookkeeping."""
+    """The row fields of one answer without the LLM judge: cited ids, citation validity and precision,
+    answer similarity, key-point recall (the other SCORES None until `judge_rows`) and the judge's
+    bookkeeping."""
     valid = [relevant(item, c.source, c.start, c.end) for c in result.citations]
     row: dict[str, Any] = {
         "question": item.question,
@@ -101,13 +181,38 @@ def score_answer(item: Item, result: Answer, embedder: Any) -> dict:
         "citation_validity": round(sum(valid) / len(valid), 4) if valid else None,
         "failures": {},
         "retries": {},
-        "seconds": {"answer": round(result.timings_ms.get("total", 0.0) / 1000, 2)},
+        "seconds": {"answer": round(result.diagnostics.timings_ms.get("total", 0.0) / 1000, 2)},
     }
     if result.refused and item.answerable:  # RAGAS: noncommittal = 0 relevancy; it states none of the facts
         row.update(answer_relevancy=0.0, answer_correctness=0.0, answer_similarity=0.0)
     elif not result.refused and item.reference_answer:
         row["answer_similarity"] = similarity(embedder, plain(result.text), item.reference_answer)
+    if not result.refused:
+        row["citation_precision"], row["marks_without_target"] = cited_support(result, embedder)
+    if item.key_points:  # what the user is shown: a refusal states none of them
+        row["key_point_recall"] = (
+            0.0 if result.refused else key_point_recall(plain(result.text), item.key_points)
+        )
     return row
+
+
+def cited_support(result: Answer, embedder: Any) -> tuple[float | None, int]:
+    """(share of the marked sentences that one of their cited passages supports, or None when no sentence
+    carries a mark; the number of marks in the text that name no passage)."""
+    texts = {p.n: p.text for p in result.passages}
+    marked = [s for s in result.sentences if s.cited]
+    ok = [any(supports(s.text, texts[n], embedder) for n in s.cited if n in texts) for s in marked]
+    named = [n for m in cite.MARK.finditer(result.text) for n in cite.numbers(m.group(1))]
+    return (round(sum(ok) / len(ok), 4) if ok else None), sum(1 for n in named if n not in texts)
+
+
+def supports(sentence: str, passage: str, embedder: Any) -> bool:
+    """Does `passage` support `sentence`: most of its words are in the passage, or it is English and close
+    to the passage in meaning (a translation shares no words with Chinese notes)."""
+    mine = cite.bigrams(sentence)
+    if mine and len(mine & cite.bigrams(passage)) / len(mine) >= LEXICAL:
+        return True
+    return is_english(sentence) and similarity(embedder, plain(sentence), passage) >= CROSS_LINGUAL
 
 
 def judge_rows(
@@ -155,19 +260,6 @@ def plain(text: str) -> str:
     """The answer shown to the user (a quoted passage included) without its [n] marks: the judge reads
     claims, not citation syntax."""
     return " ".join(cite.MARK.sub("", text).split())
-
-
-def subset(items: list[Item], limit: int | None) -> list[Item]:
-    """The first `limit` items, answerable and unanswerable in their dataset shares (at least one of each
-    kind present), in dataset order."""
-    if limit is None or limit >= len(items):
-        return list(items)
-    unanswerable = [i for i in items if not i.answerable]
-    share = round(limit * len(unanswerable) / len(items))
-    n_un = min(len(unanswerable), max(share, 1 if unanswerable and limit > 1 else 0))
-    answerable = [i for i in items if i.answerable][: limit - n_un]
-    keep = {id(i) for i in [*unanswerable[:n_un], *answerable]}
-    return [i for i in items if id(i) in keep]
 
 
 def summary(rows: list[dict]) -> dict:
@@ -227,4 +319,4 @@ def load_judge(spec: str, settings: Settings) -> Any:
         return None if spec != "none" else "none"
     from assistant.llm import Generator
 
-    return Generator(**{**generator_args(settings), "model": spec, "max_tokens": JUDGE_TOKENS})
+    return Generator.of(replace(settings, llm=spec, max_tokens=JUDGE_TOKENS))

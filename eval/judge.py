@@ -82,10 +82,11 @@ class JudgeChat(BaseChatModel):
 
     def _complete(self, messages: list[BaseMessage]) -> str:
         chat = getattr(self.judge, "chat", None)
-        if type(chat).__name__ == "ChatLlamaCpp":  # the answer length setting is too short for verdicts
+        # the answer length setting is too short for verdicts
+        if chat is not None and type(chat).__name__ == "ChatLlamaCpp":
             lock: AbstractContextManager = getattr(self.judge, "_lock", _LOCK)
             with lock:
-                return str(chat.invoke(messages, max_tokens=self.max_tokens).content)  # type: ignore[union-attr]
+                return str(chat.invoke(messages, max_tokens=self.max_tokens).content)
         roles = {"system": "system", "ai": "assistant"}
         with _LOCK:
             return str(self.judge.complete([(roles.get(m.type, "user"), str(m.content)) for m in messages]))
@@ -151,7 +152,7 @@ class Judge:
         except Exception as e:  # noqa: BLE001 - every judge failure is counted and reported, none is fatal
             value, failure, detail = None, _kind(e), _first_line(e)
         seconds = round(time.perf_counter() - began, 2)
-        clipped = round(min(1.0, max(0.0, float(value))), 4) if not failure else None  # type: ignore[arg-type]
+        clipped = round(min(1.0, max(0.0, float(value))), 4) if not failure else None
         return Score(clipped, failure, self.chat.fixes - fixes, seconds, detail)
 
 

@@ -18,6 +18,16 @@ import statistics
 from collections.abc import Sequence, Set
 
 Matches = Sequence[Set[int]]
+# The answer scores of a generation row (eval/generation.py): the LLM-judged ones, then those without a judge.
+SCORES = (
+    "faithfulness",
+    "answer_relevancy",
+    "answer_correctness",
+    "answer_similarity",
+    "citation_validity",
+    "citation_precision",
+    "key_point_recall",
+)
 
 
 def hit_at(matches: Matches, k: int) -> float:
@@ -62,6 +72,22 @@ def context_precision_at(matches: Matches, k: int) -> float:
             relevant += 1
             total += relevant / rank
     return total / relevant if relevant else 0.0
+
+
+def key_point_recall(answer: str, key_points: Sequence[Sequence[str]]) -> float:
+    """Share of the key points stated by `answer`: a point counts when any of its alternatives is a
+    substring of the answer, case and whitespace ignored.
+
+    >>> key_point_recall("LR 扩大 N 倍 [1]", [["扩大N倍", "linear scaling"], ["√N"]])
+    0.5
+    """
+    flat = _squash(answer)
+    found = [any(_squash(alternative) in flat for alternative in point) for point in key_points]
+    return sum(found) / len(found) if found else 0.0
+
+
+def _squash(text: str) -> str:
+    return "".join(text.lower().split())
 
 
 def mean(values: list[float]) -> float:

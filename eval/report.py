@@ -15,11 +15,11 @@ from html import escape
 from pathlib import Path
 
 from eval import plots
+from eval.metrics import SCORES
 from eval.run import METRICS
 
 Table = tuple[str, list[str], list[list[str]]]  # title, header, rows
 WORST = 10  # questions shown in "worst questions"
-SCORES = ("faithfulness", "answer_relevancy", "answer_correctness", "answer_similarity", "citation_validity")
 GLOSSARY = (
     "A passage is relevant when it overlaps an evidence quote of the question in the same note. "
     "hit@k: a relevant passage in the top k · recall@5: share of the evidence quotes found in the top 5 · "
@@ -69,7 +69,7 @@ def run_table(run: dict) -> Table:
         ["date", run.get("date", "")],
         ["took", f"{run.get('seconds', 0):.1f} s"],
         ["git commit", run.get("commit", "") or "unknown"],
-        ["machine", _machine(run.get("machine", {}))],
+        ["machine", machine_text(run.get("machine", {}))],
         [
             "corpus",
             f"{corpus.get('path', '')} · {corpus.get('files', 0)} files, {corpus.get('chunks')} chunks",
@@ -83,7 +83,8 @@ def run_table(run: dict) -> Table:
     return "Run", ["", ""], rows
 
 
-def _machine(m: dict) -> str:
+def machine_text(m: dict) -> str:
+    """eval.command.machine()'s record in one line: "AMD EPYC …, 2 cores, 23.4 GB, Linux-…"."""
     return (
         f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gb', '?')} GB, {m.get('os', '')}"
     )
@@ -112,7 +113,7 @@ def modes_table(modes: dict[str, dict]) -> Table:
 
 def kinds_table(modes: dict[str, dict]) -> Table:
     kinds = sorted({kind for m in modes.values() for kind in m["by_kind"]})
-    first = next(iter(modes.values()), {"by_kind": {}})
+    first: dict = next(iter(modes.values()), {"by_kind": {}})
     rows = []
     for kind in kinds:
         cells = [_pair(m["by_kind"].get(kind)) for m in modes.values()]
@@ -132,7 +133,7 @@ def generation_tables(generation: dict) -> list[Table]:
     kinds = generation.get("by_kind") or {}
     columns |= {k: v for k, v in kinds.items() if isinstance(v, dict) and k not in columns}
     groups = list(columns)
-    flat = {g: _flatten(columns[g]) for g in groups}
+    flat = {g: flatten(columns[g]) for g in groups}
     keys = list(dict.fromkeys(key for g in groups for key in flat[g]))
     counted = [key for key in keys if f"{key}_n" in keys]  # "faithfulness" + "faithfulness_n": one row
     keys = [key for key in keys if not (key.endswith("_n") and key[:-2] in counted)]
@@ -142,7 +143,7 @@ def generation_tables(generation: dict) -> list[Table]:
         tables.append(("Generation", ["metric", *groups], rows))
     scalars = {
         k: v
-        for k, v in _flatten(generation).items()
+        for k, v in flatten(generation).items()
         if not k.startswith(("rows", "by_kind.", *[g + "." for g in groups]))
     }
     if scalars:
@@ -161,11 +162,12 @@ def _counted(values: dict, key: str, counted: bool) -> str:
     return f"{_cell(value) if value is not None else '-'} (n={values.get(f'{key}_n', 0)})"
 
 
-def _flatten(value: dict, prefix: str = "") -> dict[str, object]:
+def flatten(value: dict, prefix: str = "") -> dict[str, object]:
+    """{"a": {"b": 1}, "rows": [...]} -> {"a.b": 1}: nested values by dotted key, lists left out."""
     flat: dict[str, object] = {}
     for key, v in value.items():
         if isinstance(v, dict):
-            flat.update(_flatten(v, f"{prefix}{key}."))
+            flat.update(flatten(v, f"{prefix}{key}."))
         elif not isinstance(v, list):
             flat[f"{prefix}{key}"] = v
     return flat
@@ -206,7 +208,9 @@ def _number(value: object) -> bool:
 
 
 def _score(value: object) -> float | None:
-    return float(value) if _number(value) and 0.0 <= value <= 1.0 else None  # type: ignore[operator]
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0.0 <= value <= 1.0:
+        return float(value)
+    return None
 
 
 def all_tables(result: dict) -> list[Table]:

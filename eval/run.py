@@ -3,36 +3,22 @@
 `retrieval_rows` searches once per (mode, answerable item) and keeps what each search found; `summarize`
 turns those rows into the metrics of eval/metrics.py, overall, per `kind` and latency percentiles.
 
-Does not: re-implement retrieval, or judge answers (that is the generation eval's job).
+Does not: re-implement retrieval, or answer questions (eval/generation.py does).
 """
 
 from __future__ import annotations
 
-import statistics
 from collections.abc import Callable
-from typing import Any
 
 from assistant.retrieval import Searcher
 from eval import metrics
-from eval.dataset import Item, Span, matches, relevant
+from eval.dataset import Item, Span, matches
 from ingest.chunk import Chunk
 from retriever.search import Result
 
 METRICS = ("hit@1", "hit@5", "recall@5", "mrr@10", "ndcg@10", "context_precision@5", "context_recall@10")
 SNIPPET = 240  # characters of passage text kept per hit in the rows
 SHOWN = 3  # hits per row that keep their text (the report shows these beside the gold passage)
-
-
-def retrieval_report(
-    searcher: Searcher,
-    items: list[Item],
-    modes: list[str],
-    *,
-    k: int = 10,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, dict]:
-    """mode -> {"overall": {hit@1, …, n}, "by_kind": {...}, "latency_ms": {p50, p95}}; see `summarize`."""
-    return summarize(retrieval_rows(searcher, items, modes, k=k, progress=progress))
 
 
 def retrieval_rows(
@@ -131,70 +117,3 @@ def summarize(rows: dict[str, list[dict]]) -> dict[str, dict]:
 
 def _scores(rows: list[dict]) -> dict[str, float]:
     return {**{m: round(metrics.mean([r[m] for r in rows]), 4) for m in METRICS}, "n": len(rows)}
-
-
-def answer_report(
-    searcher: Searcher,
-    model: object,
-    items: list[Item],
-    settings: object,
-    *,
-    progress: Callable[[str], None] | None = None,
-    on_answer: Callable[[Item, Any], dict] | None = None,
-) -> dict:
-    """Answer every item through the `ask` pipeline; refusal and citation figures, split by answerability.
-
-    `on_answer(item, answer)` may add fields to each row (eval/generation.py adds the judged metrics)."""
-    from assistant.answer import answer
-
-    rows = []
-    for item in items:
-        result = answer(item.question, searcher=searcher, model=model, settings=settings)  # type: ignore[arg-type]
-        cited_relevant = any(relevant(item, c.source, c.start, c.end) for c in result.citations)
-        rows.append(
-            {
-                "id": item.id,
-                "kind": item.kind,
-                "answerable": item.answerable,
-                "refused": result.refused,
-                "reason": result.reason,
-                "cited": bool(result.citations),
-                "cited_relevant": cited_relevant,
-                "model_marks": any(s.cited for s in result.sentences),
-                "support": result.support,
-                "first_token_ms": result.timings_ms.get("first_token", 0.0),
-                "total_ms": result.timings_ms["total"],
-                "tokens_per_s": result.tokens_per_s,
-                "answer": result.generated or result.text,
-                "passages": [p.chunk.id for p in result.passages],
-                **(on_answer(item, result) if on_answer else {}),
-            }
-        )
-        if progress:
-            first = result.timings_ms.get("first_token", 0)
-            progress(
-                f"{item.id} refused={result.refused} ({result.reason}) support={result.support:.2f} "
-                f"cited_relevant={cited_relevant} first_token={first:.0f}ms "
-                f"{result.tokens_per_s:.1f}tok/s | {(result.generated or result.text)[:70]!r}"
-            )
-    answerable = [r for r in rows if r["answerable"]]
-    unanswerable = [r for r in rows if not r["answerable"]]
-    generated = [r for r in rows if r["first_token_ms"]]
-    return {
-        "answerable": {
-            "n": len(answerable),
-            "refused": _share(answerable, "refused"),
-            "cites_relevant": _share(answerable, "cited_relevant"),
-            "model_wrote_marks": _share(answerable, "model_marks"),
-        },
-        "unanswerable": {"n": len(unanswerable), "refused": _share(unanswerable, "refused")},
-        "first_token_ms": metrics.percentiles([r["first_token_ms"] for r in generated]),
-        "tokens_per_s": round(statistics.median([r["tokens_per_s"] for r in generated]), 2)
-        if generated
-        else 0,
-        "rows": rows,
-    }
-
-
-def _share(rows: list[dict], key: str) -> float:
-    return round(sum(1 for r in rows if r[key]) / len(rows), 4) if rows else 0.0

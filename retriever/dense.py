@@ -11,6 +11,7 @@ Does not: download anything by itself (the CLI runs with HF_HUB_OFFLINE=1), or q
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -22,7 +23,14 @@ def model_path(model: str, *, cache_dir: Path) -> str:
     return str(ensure_e5(cache_dir, progress=True)) if model == E5_NAME else model
 
 
-class Embedder:
+class Embedder(Protocol):
+    """What the index and the searcher need of an embedding model: normalized float32 vectors."""
+
+    def passages(self, texts: list[str]) -> np.ndarray: ...
+    def query(self, text: str) -> np.ndarray: ...
+
+
+class SentenceEmbedder:
     """One loaded sentence-transformers model: passages and queries -> normalized float32 vectors."""
 
     def __init__(self, model: str, *, cache_dir: Path, threads: int = 0, batch_size: int = 4) -> None:
@@ -38,13 +46,16 @@ class Embedder:
             raise RuntimeError(f"cannot load embedding model {model!r}: {str(e).splitlines()[0]}") from e
         self.name = model
         self.batch_size = batch_size
-        self.dim = self.model.get_embedding_dimension()
+        dim = self.model.get_embedding_dimension()
+        if not dim:
+            raise RuntimeError(f"embedding model {model!r} does not say its vector size")
+        self.dim: int = dim
 
-    def passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
+    def passages(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = self.model.encode_document(
-            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=progress
+            texts, batch_size=self.batch_size, normalize_embeddings=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
 

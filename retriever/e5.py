@@ -333,7 +333,8 @@ def _charsmap(norm: dict[int, str]) -> bytes:
     """SentencePiece precompiled charsmap: u32 size, darts-clone trie of UTF-8 keys, NUL-ended outputs."""
     import numpy as np
 
-    blob, where, trie = bytearray(), {}, {}
+    Trie = dict[int, Any]  # byte -> subtree; key -1 -> the output's offset
+    blob, where, trie = bytearray(), {}, Trie()
     for cp, out in sorted(norm.items()):
         if out not in where:
             where[out] = len(blob)

@@ -27,12 +27,14 @@ import numpy as np
 from ingest.chunk import Chunk, chunk_note
 from ingest.load import CorpusError, Note, load_notes
 from retriever.bm25 import BM25
-from retriever.dense import VectorIndex
+from retriever.dense import Embedder, VectorIndex
 from retriever.tokenize import tokenize
 
 FORMAT = 1
 TOKENIZER = "jieba-terms-2"  # bump when tokenize() changes: stored tokens are then stale
 INDEX_FILE = "index.npz"
+EMBED_GROUP = 64  # passages embedded between two progress reports
+Progress = Callable[[int, int], None]  # (passages embedded, passages to embed)
 
 
 class IndexUnusable(Exception):
@@ -41,10 +43,12 @@ class IndexUnusable(Exception):
 
 @dataclass(frozen=True)
 class IndexSettings:
+    """What an index is built with; a change of any field rebuilds it (assistant.settings builds this)."""
+
     embed_model: str
-    max_chars: int = 800
-    overlap: int = 100
-    min_chars: int = 60
+    max_chars: int
+    overlap: int
+    min_chars: int
     tokenizer: str = TOKENIZER
 
 
@@ -69,6 +73,15 @@ class Index:
     def vocabulary(self) -> set[str]:
         """Every BM25 token in the index: what the notes mention at all."""
         return {t for tokens in self.tokens for t in tokens}
+
+    def mentions(self, term: str) -> bool:
+        """Do the notes mention `term`, as BM25 sees it: its whole token, or every one of its parts
+        (`ZeRO-3` -> `zero3`, or both `zero` and `3`). A term that tokenizes to nothing counts as mentioned.
+        """
+        whole, *parts = tokenize(term) or [""]
+        if not whole:
+            return True
+        return whole in self.vocabulary or bool(parts) and all(t in self.vocabulary for t in parts)
 
 
 @dataclass(frozen=True)
@@ -128,13 +141,14 @@ def ingest(
     index_dir: Path,
     settings: IndexSettings,
     *,
-    embedder: Callable[[], object],
+    embedder: Callable[[], Embedder],
     warn: Callable[[str], None] = print,
-    progress: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[Index, IngestReport]:
     """Bring the index in `index_dir` up to date with the notes in `corpus`.
 
-    `embedder` is called only when something must be embedded, so an unchanged corpus loads no model.
+    `embedder` is called only when something must be embedded, so an unchanged corpus loads no model;
+    `progress(done, total)` is called after each group of passages embedded.
     """
     began = time.perf_counter()
     notes = load_notes(corpus, warn=warn)
@@ -147,8 +161,7 @@ def ingest(
     chunks, tokens, vectors = _kept(old, keep) if old else ([], [], [])
     new_chunks = [c for note in fresh for c in chunk_note(note, **_chunk_args(settings))]
     if new_chunks:
-        model = embedder()
-        new_vectors = model.passages([c.indexed for c in new_chunks], progress=progress)  # type: ignore
+        new_vectors = embed(embedder(), [c.indexed for c in new_chunks], progress)
         chunks, tokens = chunks + new_chunks, tokens + [tokenize(c.indexed) for c in new_chunks]
         vectors = vectors + [new_vectors]
     deleted = sorted(set(old_files) - {n.source for n in notes})
@@ -173,6 +186,19 @@ def ingest(
     )
     save(index, index_dir)
     return index, _timed(report, began)
+
+
+def embed(model: Embedder, texts: list[str], progress: Progress | None = None) -> np.ndarray:
+    """Vectors of `texts` in their order, embedded longest first in groups of EMBED_GROUP (so the model's
+    own batches pad as little as in one call), reporting progress after each group."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    parts = []
+    for start in range(0, len(order), EMBED_GROUP):
+        parts.append(model.passages([texts[i] for i in order[start : start + EMBED_GROUP]]))
+        if progress:
+            progress(min(start + EMBED_GROUP, len(texts)), len(texts))
+    vectors = np.concatenate(parts) if parts else model.passages([])
+    return vectors[np.argsort(order)] if len(order) else vectors
 
 
 def _reusable(

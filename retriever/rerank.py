@@ -55,12 +55,12 @@ class Reranker:
         return np.asarray(self.model.predict(pairs, batch_size=16, show_progress_bar=False), dtype=np.float32)
 
 
-def load_reranker(model: str) -> tuple[Reranker | None, str]:
+def load_reranker(model: str, *, max_length: int = 512) -> tuple[Reranker | None, str]:
     """(reranker, "") when it loads, else (None, the reason in one line)."""
     found = locate(model)
     if found.path is None:
         return None, found.reason
     try:
-        return Reranker(found.path), ""
+        return Reranker(found.path, max_length=max_length), ""
     except Exception as e:  # noqa: BLE001 - a broken model folder is reported, never fatal
         return None, f"cannot load reranker {model}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from ingest.chunk import Chunk
 from retriever import bm25 as bm25_
+from retriever.dense import Embedder
 from retriever.fuse import rrf
 from retriever.index import Index
 from retriever.rerank import Reranker
@@ -46,7 +47,7 @@ def search(
     *,
     mode: str = "hybrid",
     k: int = 10,
-    embedder: object | None = None,
+    embedder: Embedder | None = None,
     reranker: Reranker | None = None,
     reranker_reason: str = "",
     candidates: int = 50,
@@ -68,7 +69,7 @@ def search(
         if embedder is None:
             raise ValueError(f"mode {mode!r} needs an embedding model")
         t = time.perf_counter()
-        lists["dense"] = index.vector_index.top(embedder.query(query), candidates)  # type: ignore[attr-defined]
+        lists["dense"] = index.vector_index.top(embedder.query(query), candidates)
         timings["dense"] = _ms(t)
     # Step 2: fuse (hybrid, rerank) or take the single list
     if mode in ("hybrid", "rerank"):

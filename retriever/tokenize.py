@@ -8,6 +8,9 @@
 - stop words: Chinese particles and question words (的, 是, 什么, 哪些, 如何 …) and English function words,
   the list chosen on the dev set (README, "Tokenization").
 
+`bigrams` is the other unit of text mianjing compares: the overlap units of prompt windows, citations and
+the support check (CJK character bigrams and whole Latin words; no jieba, no stop words).
+
 Does not: stem English, convert traditional to simplified characters, or expand synonyms.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import re
 from functools import cache
+from types import ModuleType
 
 TERM = re.compile(r"[A-Za-z0-9]+(?:[-_.+/][A-Za-z0-9]+)*")
 PIECE = re.compile(r"[A-Za-z0-9]+(?:[-_.+/][A-Za-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+")
@@ -33,7 +37,7 @@ STOP_EN = frozenset(
 
 
 @cache
-def _jieba():  # type: ignore[no-untyped-def]
+def _jieba() -> ModuleType:
     import jieba
 
     jieba.setLogLevel(60)  # silence "Building prefix dict…"
@@ -67,3 +71,16 @@ def _term_tokens(term: str) -> list[str]:
     if len(parts) == 1:
         return [term]
     return ["".join(parts)] + [p for p in parts if p not in STOP_EN]
+
+
+def bigrams(text: str) -> set[str]:
+    """Overlap units: character bigrams of CJK runs, whole lowercase words of Latin text.
+
+    >>> sorted(bigrams("KV Cache 用显存"))
+    ['cache', 'kv', '显存', '用显']
+    """
+    text = text.lower()
+    units = set(re.findall(r"[a-z0-9]+(?:[.-][a-z0-9]+)*", text))
+    for run in re.findall(r"[\u3400-\u9fff]+", text):
+        units |= {run[i : i + 2] for i in range(len(run) - 1)} or {run}
+    return units

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from assistant import cite, prompt
-from assistant.answer import AnswerSettings, Conversation, answer, gate_terms
+from assistant.answer import Conversation, answer, gate_terms
 from assistant.retrieval import Searcher
 from assistant.settings import from_env
 from tests.conftest import HashEmbedder
@@ -92,7 +93,7 @@ def test_answer_with_citations_streams_and_maps_citations(searcher: Searcher) ->
     assert result.sentences[1].attributed == (1,)  # the uncited sentence copies passage 1
     system, user = model.sent[0][0][1], model.sent[0][-1][1]
     assert "[编号]" in system and "[1] 注意力机制 > 4. KV Cache 是什么？" in user and user.endswith("回答：")
-    assert set(result.timings_ms) >= {"retrieve", "first_token", "total"}
+    assert set(result.diagnostics.timings_ms) >= {"retrieve", "first_token", "total"}
 
 
 def test_unknown_terms_refuse_before_generating(searcher: Searcher) -> None:
@@ -100,16 +101,16 @@ def test_unknown_terms_refuse_before_generating(searcher: Searcher) -> None:
     result = answer("DoRA 和 GPTQ 有什么关系？", searcher=searcher, model=model)
     assert result.refused and "DoRA" in result.reason and result.text == prompt.REFUSAL_ZH
     assert result.pointers and not model.sent
-    assert gate_terms("ZeRO-3 和 DoRA", searcher, 0.5) == "the notes never mention DoRA"
-    assert gate_terms("ZeRO-3 和 KV Cache", searcher, 0.5) == ""
+    assert gate_terms("ZeRO-3 和 DoRA", searcher.index, 0.5) == "the notes never mention DoRA"
+    assert gate_terms("ZeRO-3 和 KV Cache", searcher.index, 0.5) == ""
     assert (
-        gate_terms("What does the Chinchilla paper say?", searcher, 0.5)
+        gate_terms("What does the Chinchilla paper say?", searcher.index, 0.5)
         == "the notes never mention Chinchilla"
     )
     assert (
-        gate_terms("Which ZeRO stage splits parameters?", searcher, 0.5) == ""
+        gate_terms("Which ZeRO stage splits parameters?", searcher.index, 0.5) == ""
     )  # "Which" opens the question
-    assert gate_terms("ZeRO-3 的通信量", searcher, 0.5) == ""  # known as its parts: zero, 3
+    assert gate_terms("ZeRO-3 的通信量", searcher.index, 0.5) == ""  # known as its parts: zero, 3
 
 
 def test_the_model_saying_no_answer_is_a_refusal(searcher: Searcher) -> None:
@@ -124,14 +125,17 @@ def test_an_unusable_answer_quotes_the_first_passage_when_retrieval_is_sure(sear
             "KV Cache 是什么？",
             searcher=searcher,
             model=model,
-            settings=AnswerSettings(quote_above=quote_above),
+            settings=replace(searcher.settings, quote_above=quote_above),
         )
 
     sure, unsure = ask(-1.0), ask(1.01)
     first = sure.passages[0]
     assert not sure.refused and sure.quoted and sure.text == f"笔记原文：{first.text.strip()} [{first.n}]"
     assert [c.id for c in sure.citations] == [first.chunk.id] and all(s.numbers for s in sure.sentences)
-    assert sure.reason.startswith("the model found no answer") and sure.generated == "笔记中没有相关内容。"
+    assert (
+        sure.reason.startswith("the model found no answer")
+        and sure.diagnostics.generated == "笔记中没有相关内容。"
+    )
     assert unsure.refused and not unsure.quoted and unsure.text == prompt.REFUSAL_ZH
 
 
@@ -141,15 +145,15 @@ def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None
         "LLM 的涌现是什么",
         searcher=searcher,
         model=ScriptedModel(invented),
-        settings=AnswerSettings(min_support=0.6),
+        settings=replace(searcher.settings, min_support=0.6),
     )
-    assert result.refused and "not supported" in result.reason and result.generated == invented
+    assert result.refused and "not supported" in result.reason and result.diagnostics.generated == invented
 
 
 def test_an_english_answer_to_chinese_notes_is_not_refused_for_low_overlap(searcher: Searcher) -> None:
     model = ScriptedModel("ZeRO-3 also partitions the model parameters, using the least memory [1].")
     result = answer("What does ZeRO-3 partition?", searcher=searcher, model=model)
-    assert not result.refused and result.support < 0.45 and result.citations
+    assert not result.refused and result.diagnostics.support < 0.45 and result.citations
 
 
 def test_english_question_gets_the_english_rule_and_refusal(searcher: Searcher) -> None:
@@ -174,7 +178,7 @@ def test_follow_up_is_rewritten_and_extends_the_conversation(searcher: Searcher)
     )
     rewrite_request, final_prompt = model.sent[1], model.sent[2]
     assert rewrite_request[:3] == final_prompt[:3]  # same prefix: system + the first turn
-    assert final_prompt[1:3] == list(first.turn)
+    assert final_prompt[1:3] == list(Conversation.turn_of(first))
     assert not second.refused
     reused = [p for p in second.passages if p in first.passages]
     assert reused, "the follow-up should land on passages of the first turn"
@@ -191,8 +195,9 @@ def test_a_turn_refused_after_generation_keeps_what_the_model_saw(searcher: Sear
     model = ScriptedModel(invented, "KV Cache 是什么？", "推理时缓存历史 token 的 K 和 V [1]。")
     chat = Conversation()
     first = chat.ask("LLM 的涌现是什么", searcher=searcher, model=model)
-    assert first.refused and first.generated == invented
-    assert first.turn[0] == model.sent[0][-1] and first.turn[1] == ("assistant", invented)
+    assert first.refused and first.diagnostics.generated == invented
+    turn = Conversation.turn_of(first)
+    assert turn[0] == model.sent[0][-1] and turn[1] == ("assistant", invented)
     chat.ask("那 KV Cache 呢？", searcher=searcher, model=model)
     assert model.sent[2][: len(model.sent[0])] == model.sent[0]  # the next prompt extends the refused one
     shown_before = {p.n for p in first.passages}

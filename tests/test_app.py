@@ -34,7 +34,7 @@ def searcher(env: Path, monkeypatch: pytest.MonkeyPatch) -> Searcher:
     found = Searcher(
         from_env(),
         warn=lambda _: None,
-        embedder=resources.ReportingEmbedder(HashEmbedder, batch=2),  # type: ignore[arg-type]
+        embedder=HashEmbedder(),
     )
     monkeypatch.setattr(resources, "open_searcher", lambda settings: found)
     return found

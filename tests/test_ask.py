@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import AnswerSettings, Conversation, answer
+from assistant.answer import Conversation, answer
 from assistant.llm import Generator
 from assistant.retrieval import Searcher
-from assistant.settings import BUNDLED_CORPUS, generator_args
+from assistant.settings import BUNDLED_CORPUS
 from eval.dataset import load_dataset, relevant
 from tests.conftest import cli
 from tests.test_llm import smol_gguf  # noqa: F401  (fixture)
@@ -65,7 +65,7 @@ def test_ask_with_a_missing_model_is_one_line_and_search_still_works(tmp_path: P
 
 @pytest.fixture(scope="module")
 def qwen(bundled: Searcher) -> Generator:
-    return Generator(**generator_args(bundled.settings))  # type: ignore[arg-type]
+    return Generator.of(bundled.settings)
 
 
 # Dev questions the 1.5B answers with a relevant citation (README, "Answers"); ids from eval/data/dev.jsonl.
@@ -83,7 +83,7 @@ def test_bundled_model_answers_with_a_relevant_citation(
     bundled: Searcher, qwen: Generator, item_id: str
 ) -> None:
     item = dev_items()[item_id]
-    result = answer(item.question, searcher=bundled, model=qwen, settings=AnswerSettings.of(bundled.settings))  # type: ignore[attr-defined]
+    result = answer(item.question, searcher=bundled, model=qwen, settings=bundled.settings)  # type: ignore[attr-defined]
     assert not result.refused, result.reason
     assert result.citations and {c.id for c in result.citations} <= {p.chunk.id for p in result.passages}
     assert any(relevant(item, c.source, c.start, c.end) for c in result.citations)  # type: ignore[arg-type]
@@ -91,13 +91,13 @@ def test_bundled_model_answers_with_a_relevant_citation(
 
 def test_bundled_model_refuses_what_the_notes_do_not_cover(bundled: Searcher, qwen: Generator) -> None:
     item = dev_items()[UNANSWERABLE]
-    result = answer(item.question, searcher=bundled, model=qwen, settings=AnswerSettings.of(bundled.settings))  # type: ignore[attr-defined]
+    result = answer(item.question, searcher=bundled, model=qwen, settings=bundled.settings)  # type: ignore[attr-defined]
     assert result.refused and result.pointers
 
 
 def test_bundled_model_follow_up_is_rewritten(bundled: Searcher, qwen: Generator) -> None:
     chat = Conversation()
-    options = AnswerSettings.of(bundled.settings)
+    options = bundled.settings
     chat.ask("ZeRO-2 对哪些状态做了分片？", searcher=bundled, model=qwen, settings=options)
     second = chat.ask("那 ZeRO-3 呢？", searcher=bundled, model=qwen, settings=options)
     assert second.standalone_question != "那 ZeRO-3 呢？" and "ZeRO" in second.standalone_question

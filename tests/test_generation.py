@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from assistant.answer import AnswerSettings
 from assistant.retrieval import Searcher
-from assistant.settings import BUNDLED_CORPUS, from_env
-from eval.dataset import Item, Span, load_dataset
-from eval.generation import generation_report, load_judge, plain, subset
+from assistant.settings import BUNDLED_CORPUS, Settings, from_env
+from eval.dataset import Item, Span, load_dataset, subset
+from eval.generation import generation_report, load_judge, plain
 from eval.judge import FIX_PROMPT, Judge, similarity
 from tests.conftest import HashEmbedder
 from tests.test_answer import ScriptedModel
@@ -149,9 +148,9 @@ def test_judge_setting(tmp_path: Path) -> None:
         load_judge("openai:qwen2.5", settings)
     searcher = Searcher(settings, build=False)
     with pytest.raises(ValueError, match="load_judge"):
-        generation_report(searcher, ScriptedModel(), [], AnswerSettings(), judge="openai:qwen2.5")
+        generation_report(searcher, ScriptedModel(), [], Settings(), judge="openai:qwen2.5")
     with pytest.raises(ValueError, match="unknown judged metric"):
-        generation_report(searcher, ScriptedModel(), [], AnswerSettings(), metrics=("bleu",))
+        generation_report(searcher, ScriptedModel(), [], Settings(), metrics=("bleu",))
 
 
 def _item(n: int, answerable: bool) -> Item:
@@ -199,7 +198,7 @@ def setup(notes: Path, tmp_path: Path) -> tuple[Searcher, list[Item]]:
     return searcher, items
 
 
-NO_QUOTES = AnswerSettings(quote_above=1.01)  # a refusal stays a refusal (no quoted passage)
+NO_QUOTES = Settings(quote_above=1.01)  # a refusal stays a refusal (no quoted passage)
 
 
 def test_generation_report_on_the_fixture_notes(setup: tuple[Searcher, list[Item]]) -> None:
@@ -260,13 +259,12 @@ DEV = Path(__file__).resolve().parent.parent / "eval" / "data" / "dev.jsonl"
 def test_real_model_judges_its_own_answers(bundled: Searcher) -> None:
     """One answerable and one unanswerable dev item; answer relevancy only (1 judge call), to stay short:
     ~90 s on 2 busy cores, plus the bundled index build that the integration tests share."""
-    from assistant.llm import shared
-    from assistant.settings import generator_args
+    from assistant.llm import Generator
 
     items, _ = load_dataset(DEV, BUNDLED_CORPUS)
     chosen = [next(i for i in items if i.id == "d001"), next(i for i in items if not i.answerable)]
-    model = shared(**generator_args(from_env()))
-    settings = AnswerSettings.of(bundled.settings)
+    model = Generator.of(from_env())
+    settings = bundled.settings
     report = generation_report(bundled, model, chosen, settings, metrics=("answer_relevancy",))
     answered, unanswerable = report["rows"]
     assert unanswerable["refused"] and report["unanswerable"]["refused"] == 1.0
@@ -279,3 +277,31 @@ def test_real_model_judges_its_own_answers(bundled: Searcher) -> None:
     assert answered["faithfulness"] is None and report["judged"] == ["answer_relevancy"]
     assert report["judge"] == model.name and report["seconds_per_item"]["answer_relevancy"] > 0
     json.dumps(report, allow_nan=False)
+
+
+def test_key_points_and_citation_precision_need_no_judge(notes: Path, tmp_path: Path) -> None:
+    rows = [{**DATASET[0], "key_points": [["缓存"], ["重复计算", "recompute"], ["显存"]]}, DATASET[2]]
+    data = tmp_path / "kp.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    items, problems = load_dataset(data, notes)
+    assert not problems and items[0].key_points[1] == ("重复计算", "recompute")
+    searcher = Searcher(
+        from_env(corpus=notes, index=tmp_path / "ix"), warn=lambda _: None, embedder=HashEmbedder()
+    )
+    answer = "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。量子计算机用叠加态加速一切 [1]。见 [9]。"
+    report = generation_report(searcher, ScriptedModel(answer), items, NO_QUOTES, judge="none")
+    a1 = report["rows"][0]
+    assert a1["key_point_recall"] == pytest.approx(2 / 3)  # 显存 is not stated
+    assert a1["citation_precision"] == 0.5  # the second marked sentence is not in passage [1]
+    assert a1["marks_without_target"] == 1 and report["answerable"]["marks_without_target"] == 1
+    assert report["answerable"]["key_point_recall"] == round(2 / 3, 4)  # means are rounded to 4 places
+    assert report["rows"][1]["key_point_recall"] is None  # unanswerable: no key points
+
+
+def test_bad_key_points_are_a_dataset_problem(notes: Path, tmp_path: Path) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text(
+        json.dumps({**DATASET[0], "key_points": [["缓存"], []]}, ensure_ascii=False), encoding="utf-8"
+    )
+    items, problems = load_dataset(data, notes)
+    assert not items and "key_points" in problems[0]

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from assistant.settings import Settings, index_settings
 from retriever import index as index_
 from tests.conftest import SOURCES, HashEmbedder
 
-SETTINGS = index_.IndexSettings(embed_model="hash-test")
+SETTINGS = index_settings(Settings(embed_model="hash-test"))
 
 
 def ingest(notes: Path, where: Path, embedder: HashEmbedder, settings: index_.IndexSettings = SETTINGS):
@@ -100,7 +101,7 @@ def test_interrupted_write_leaves_no_half_file(
 def test_changed_settings_rebuild_everything(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
     ingest(notes, tmp_path / "ix", embedder)
     before = embedder.calls
-    other = index_.IndexSettings(embed_model="hash-test", max_chars=300)
+    other = index_settings(Settings(embed_model="hash-test", max_chars=300))
     index, report = ingest(notes, tmp_path / "ix", embedder, other)
     assert report.rebuilt == "settings changed" and embedder.calls - before == len(index.chunks)
     assert index_.load(tmp_path / "ix").manifest["settings"]["max_chars"] == 300
@@ -148,3 +149,21 @@ def test_every_setting_variable_is_read() -> None:
         "http://127.0.0.1:1/v1",
     )
     assert str(s.corpus) == "/notes" and set(values) <= set(ENV)
+
+
+def test_embedding_keeps_text_order_and_reports_progress(embedder: HashEmbedder) -> None:
+    texts = [f"第{i}段：" + "显存" * (i % 7) for i in range(150)]  # lengths out of order, > one group
+    seen: list[tuple[int, int]] = []
+    vectors = index_.embed(embedder, texts, lambda done, total: seen.append((done, total)))
+    assert (vectors == embedder.passages(texts)).all()  # each row is its own text's vector
+    assert seen == [(64, 150), (128, 150), (150, 150)]
+
+
+def test_searcher_says_how_far_a_build_has_got(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    from assistant.retrieval import Searcher
+
+    said: list[str] = []
+    Searcher(Settings(corpus=notes, index=tmp_path / "ix"), warn=said.append, embedder=embedder)
+    assert said[0].startswith("mianjing: no index") and said[-1].startswith("mianjing: embedded ")
+    done, total = said[-1].split()[2].split("/")
+    assert done == total != "0"

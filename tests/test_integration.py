@@ -8,7 +8,7 @@ from pathlib import Path
 from assistant.retrieval import Searcher
 from assistant.settings import BUNDLED_CORPUS
 from eval.dataset import load_dataset
-from eval.run import retrieval_report
+from eval.run import retrieval_rows, summarize
 from tests.conftest import cli
 
 REPO = Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ MARGIN = 0.02
 def test_dev_set_retrieval_quality(bundled: Searcher) -> None:
     items, problems = load_dataset(DEV, BUNDLED_CORPUS)
     assert not problems and len(items) >= 60
-    report = retrieval_report(bundled, items, ["bm25", "dense", "hybrid"], k=10)
+    report = summarize(retrieval_rows(bundled, items, ["bm25", "dense", "hybrid"], k=10))
     hybrid = report["hybrid"]["overall"]
     assert hybrid["hit@5"] >= HYBRID_HIT5 - MARGIN
     assert hybrid["mrr@10"] > report["bm25"]["overall"]["mrr@10"]

@@ -192,13 +192,6 @@ def test_prompt_longer_than_the_context_is_a_runtime_error(smol: llm.Generator) 
         smol.complete([("user", "Paris is nice. " * 400)])
 
 
-def test_shared_loads_once_per_arguments(smol_gguf: Path, tmp_path: Path) -> None:
-    first = llm.shared(model=str(smol_gguf), cache_dir=tmp_path, n_ctx=256, threads=1)
-    assert llm.shared(model=str(smol_gguf), cache_dir=tmp_path, n_ctx=256, threads=1) is first
-    assert llm.shared(model=str(smol_gguf), cache_dir=tmp_path, n_ctx=512, threads=1) is not first
-    llm.shared.cache_clear()
-
-
 def test_unknown_role_is_rejected(smol: llm.Generator) -> None:
     with pytest.raises(ValueError, match="unknown role 'bot'"):
         smol.complete([("bot", "hi")])

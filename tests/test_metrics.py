@@ -125,3 +125,38 @@ def test_agrees_with_trec_eval() -> None:
         # RAGAS context precision divides by the relevant hits in the top 5; AP@5 by all relevant items
         in_top5 = sum(1 for f in found[:5] if f)
         assert got["context_precision@5"] * in_top5 == pytest.approx(t["map_cut_5"] * n)
+
+
+@pytest.mark.parametrize(
+    ("answer", "points", "expected"),
+    [
+        ("学习率扩大 N 倍 [1]。", [["扩大N倍", "linear scaling"], ["√N"]], 0.5),
+        ("Use LINEAR  Scaling.", [["linear scaling"]], 1.0),
+        ("", [["x"]], 0.0),
+        ("anything", [], 0.0),
+        ("3 × 10^-4 到 6e-4", [["3e-4", "3 × 10^-4"], ["6e-4"], ["1e-4"]], 2 / 3),
+    ],
+)
+def test_key_point_recall(answer: str, points: list[list[str]], expected: float) -> None:
+    assert metrics.key_point_recall(answer, points) == pytest.approx(expected)
+
+
+def test_dev_key_points_pass_on_the_reference_and_fail_on_another_answer() -> None:
+    """The dev set's key points: ~1 on each item's own reference answer, ~0 on the answer 7 items later."""
+    from assistant.settings import BUNDLED_CORPUS
+    from eval.command import DEV
+    from eval.dataset import load_dataset
+
+    items, problems = load_dataset(DEV, BUNDLED_CORPUS)
+    answerable = [i for i in items if i.answerable]
+    assert not problems and all(2 <= len(i.key_points) <= 4 for i in answerable)
+    own = [metrics.key_point_recall(i.reference_answer, i.key_points) for i in answerable]
+    other = [
+        metrics.key_point_recall(answerable[(n + 7) % len(answerable)].reference_answer, i.key_points)
+        for n, i in enumerate(answerable)
+    ]
+    assert metrics.mean(own) >= 0.97 and metrics.mean(other) <= 0.05
+    squash = "".join
+    for item in answerable:  # never the question's own words
+        question = squash(item.question.lower().split())
+        assert not any(squash(a.lower().split()) in question for p in item.key_points for a in p), item.id

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from rank_bm25 import BM25Okapi
 
+from assistant.settings import Settings, index_settings
 from retriever import index as index_
 from retriever.bm25 import BM25, top
 from retriever.fuse import rrf
@@ -60,7 +61,7 @@ def index(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> index_.Index:
     built, _ = index_.ingest(
         notes,
         tmp_path / "ix",
-        index_.IndexSettings(embed_model="hash-test"),
+        index_settings(Settings(embed_model="hash-test")),
         embedder=lambda: embedder,
         warn=lambda _: None,
     )

@@ -22,7 +22,7 @@ from dataclasses import replace  # noqa: E402
 
 import streamlit as st  # noqa: E402
 
-from assistant.answer import AnswerSettings, Conversation  # noqa: E402
+from assistant.answer import Conversation  # noqa: E402
 from assistant.settings import from_env  # noqa: E402
 from ingest.load import CorpusError  # noqa: E402
 from retriever.search import MODES  # noqa: E402
@@ -72,10 +72,12 @@ with st.sidebar:
     )
     if st.button("Re-index changed notes", icon="🔄", key="reindex"):
         bar = st.progress(0.0, text="reading the notes…")
+
+        def embedded(done: int, total: int) -> None:
+            bar.progress(done / total, text=f"embedding {done}/{total}")
+
         try:
-            report = resources.reindex(
-                searcher, lambda done, total: bar.progress(done / total, text=f"embedding {done}/{total}")
-            )
+            report = resources.reindex(searcher, embedded)
         except (CorpusError, RuntimeError, ValueError, OSError) as e:
             report = None
             st.error(f"Re-index failed: {e}")
@@ -93,7 +95,9 @@ with st.sidebar:
         st.session_state.pop("history", None)
     st.caption(f"Index folder `{status['folder']}`; 👍/👎 go to `{feedback.path(settings)}`")
 
-conversation: Conversation = st.session_state.setdefault("conversation", Conversation())
+conversation: Conversation = st.session_state.setdefault(
+    "conversation", Conversation(keep=settings.history_turns)
+)
 history: list[render.Turn] = st.session_state.setdefault("history", [])
 
 
@@ -108,8 +112,7 @@ def reply_to(question: str, turn_id: int, on_text: Callable[[str], None]) -> ren
     """The same call as `mianjing chat`; without a model, the passages found."""
     if model is None:
         return render.Turn(turn_id, question, None, searcher.search(question, mode=mode, k=k).hits)
-    options = AnswerSettings.of(settings)
-    result = conversation.ask(question, searcher=searcher, model=model, settings=options, on_text=on_text)
+    result = conversation.ask(question, searcher=searcher, model=model, settings=settings, on_text=on_text)
     return render.Turn(turn_id, question, result, result.pointers)
 
 

@@ -22,27 +22,27 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no "Loading weights"
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 from assistant.settings import Settings, from_env  # noqa: E402
+from eval.dataset import read_questions  # noqa: E402
 from ingest.load import CorpusError  # noqa: E402
 from retriever.search import MODES, Result, as_json  # noqa: E402
 
 if TYPE_CHECKING:
     from assistant.answer import Answer
-    from assistant.llm import Generator
     from assistant.retrieval import Searcher
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings = from_env(
-        llm=getattr(args, "llm", None),
-        llm_base_url=getattr(args, "llm_base_url", None),
-        corpus=args.corpus,
-        index=args.index,
-        mode=getattr(args, "mode", None),
-        k=getattr(args, "k", None),
-        reranker=args.reranker,
-    )
     try:
+        settings = from_env(
+            llm=getattr(args, "llm", None),
+            llm_base_url=getattr(args, "llm_base_url", None),
+            corpus=args.corpus,
+            index=args.index,
+            mode=getattr(args, "mode", None),
+            k=getattr(args, "k", None),
+            reranker=args.reranker,
+        )
         return COMMANDS[args.command or "search"](args, settings)
     except (CorpusError, RuntimeError, ValueError, OSError) as e:
         print(f"mianjing: error: {e}", file=sys.stderr)
@@ -91,7 +91,12 @@ def parser() -> argparse.ArgumentParser:
     scoring.add_argument("--generate", action="store_true", help="also answer the questions and score them")
     scoring.add_argument("--judge", help="judge for the LLM-scored answer metrics (with --generate)")
     scoring.add_argument("--llm", help="answering model for --generate, as for ask")
-    scoring.add_argument("--limit", type=int, help="the first N questions only")
+    scoring.add_argument(
+        "--limit",
+        type=int,
+        help="the first N questions, answerable and unanswerable in their dataset shares (retrieval scores "
+        "the answerable ones among them)",
+    )
     scoring.add_argument("--out", type=Path, help="folder for metrics.json, report.md, report.html")
     scoring.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="diff two metrics.json")
     scoring.add_argument("--json", action="store_true", help="print the metrics as JSON")
@@ -114,29 +119,21 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
 def search(args: argparse.Namespace, settings: Settings) -> int:
     from assistant.retrieval import Searcher
 
+    query = getattr(args, "query", None)
+    if query is not None and not query.strip():
+        raise ValueError("search needs a non-empty question")
     searcher = Searcher(settings)
     if getattr(args, "questions", None):
         for question in read_questions(args.questions):
             print(json.dumps(as_json(searcher.search(question)), ensure_ascii=False), flush=True)
-    elif getattr(args, "query", None):
-        result = searcher.search(args.query)
+    elif query:
+        result = searcher.search(query)
         print(json.dumps(as_json(result), ensure_ascii=False, indent=1) if args.json else render(result))
+    elif getattr(args, "json", False):
+        raise ValueError("search --json needs a question (or --questions FILE)")
     else:
         interactive(searcher)
     return 0
-
-
-def read_questions(path: Path) -> list[str]:
-    """The `question` field of each JSONL line; a bad line is a one-line error naming it."""
-    questions = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            questions.append(str(json.loads(line)["question"]))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f'{path}:{n}: not a JSON object with a "question" field ({e})') from e
-    return questions
 
 
 def render(result: Result, *, width: int = 160) -> str:
@@ -168,39 +165,30 @@ def interactive(searcher: Searcher) -> None:
         print(render(searcher.search(query), width=200))
 
 
-def load_answering(settings: Settings) -> tuple[Searcher, Generator]:
-    """(searcher, generator): the index first, so a model that fails to load is the last thing said."""
-    from assistant.llm import Generator
-    from assistant.retrieval import Searcher
-    from assistant.settings import generator_args
-
-    searcher = Searcher(settings)
-    return searcher, Generator(**generator_args(settings))
-
-
 def ask(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.answer import AnswerSettings, answer
+    from assistant.answer import answer
     from assistant.answer import as_json as answer_json
+    from assistant.loading import answering
 
-    searcher, model = load_answering(settings)
-    options = AnswerSettings.of(settings)
+    questions = read_questions(args.questions) if args.questions else [args.query or ""]
+    if not args.questions and not questions[0].strip():
+        raise ValueError("ask needs a question (or --questions FILE); for a conversation use: mianjing chat")
+    searcher, model = answering(settings)
     if args.questions or args.json:
-        questions = read_questions(args.questions) if args.questions else [args.query or ""]
         for question in questions:
-            result = answer(question, searcher=searcher, model=model, settings=options)
+            result = answer(question, searcher=searcher, model=model, settings=settings)
             print(json.dumps(answer_json(result), ensure_ascii=False), flush=True)
         return 0
-    if not args.query:
-        raise ValueError("ask needs a question (or --questions FILE); for a conversation use: mianjing chat")
-    print_answer(answer(args.query, searcher=searcher, model=model, settings=options, on_text=_stream))
+    print_answer(answer(args.query, searcher=searcher, model=model, settings=settings, on_text=_stream))
     return 0
 
 
 def chat(args: argparse.Namespace, settings: Settings) -> int:
-    from assistant.answer import AnswerSettings, Conversation
+    from assistant.answer import Conversation
+    from assistant.loading import answering
 
-    searcher, model = load_answering(settings)
-    conversation, options = Conversation(), AnswerSettings.of(settings)
+    searcher, model = answering(settings)
+    conversation = Conversation(keep=settings.history_turns)
     print(
         f"mianjing: chatting about {settings.corpus} with {model.describe()}. "
         "Ctrl-D or an empty line to leave."
@@ -211,7 +199,7 @@ def chat(args: argparse.Namespace, settings: Settings) -> int:
             if not question:
                 return 0
             result = conversation.ask(
-                question, searcher=searcher, model=model, settings=options, on_text=_stream
+                question, searcher=searcher, model=model, settings=settings, on_text=_stream
             )
             print_answer(result, follow_up=len(conversation.messages) > 2)
         except (EOFError, KeyboardInterrupt):
@@ -228,7 +216,7 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
     if follow_up and r.standalone_question != r.question:
         print(f"\n(rewritten: {r.standalone_question})")
     if r.refused:
-        if r.generated:
+        if r.diagnostics.generated:
             print(f"\n\n⚠ not supported by your notes ({r.reason}); treated as:")
         print(f"\n{r.text}  ({r.reason})\nclosest passages:")
         for hit in r.pointers:

@@ -15,13 +15,12 @@ import streamlit as st
 
 from assistant import cite
 from assistant.answer import Answer
-from ingest.chunk import Chunk
+from ingest.chunk import FENCE, Chunk
 from retriever.search import STAGES, Hit
 
 AROUND = 200  # characters of the note shown before and after a cited span, cut at line breaks
 NoteReader = Callable[[str], str | None]  # source -> the note's text
 HEADING = re.compile(r"#{1,6}[ \t]+(.+?)[ \t#]*")
-FENCE = re.compile(r"[ \t]*(```|~~~)")
 
 
 @dataclass(frozen=True)
@@ -149,9 +148,9 @@ def answer(result: Answer, turn: int, read: NoteReader) -> None:
     """An answer with linked citations and its sources, or a refusal with the closest passages."""
     if result.refused:
         st.warning(f"**{result.text}** — {result.reason}", icon="🚫")
-        if result.generated:
+        if result.diagnostics.generated:
             with st.expander("what the model wrote (not supported by your notes)"):
-                st.markdown(result.generated)
+                st.markdown(result.diagnostics.generated)
         st.caption("Closest passages in your notes:")
         hits(result.pointers, read)
         return
@@ -162,7 +161,7 @@ def answer(result: Answer, turn: int, read: NoteReader) -> None:
     if uncited:
         st.caption(f"⚠ {len(uncited)} sentence(s) without a source: {uncited[0][:80]}")
     sources(result, turn, read)
-    took = result.timings_ms
+    took = result.diagnostics.timings_ms
     st.caption(
         f"first token {took.get('first_token', 0) / 1000:.1f} s · total {took.get('total', 0) / 1000:.1f} s"
     )

