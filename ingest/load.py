@@ -1,16 +1,19 @@
 """Read a notes folder into `Note`s, text kept verbatim.
 
 Reads every `.md` / `.txt` file under the folder, recursively, in path order. Decodes UTF-8 (with or
-without BOM; the BOM is dropped so offsets index the text a reader sees), then GB18030 (a superset of GBK,
-common in Chinese notes). Line endings are kept as they are: `start` / `end` offsets of chunks index
-`Note.text` exactly.
+without BOM; the BOM is dropped so offsets index the text a reader sees), UTF-16 with a BOM, then GB18030
+(a superset of GBK, common in Chinese notes). A UTF-8 note with a few undecodable bytes is kept, each bad
+byte replaced by U+FFFD, and `Note.problem` says where. Line endings are kept as they are: `start` /
+`end` offsets of chunks index `Note.text` exactly.
 
-Does not: follow symlinked folders out of the corpus, read other formats (PDF, docx), or fix broken
-markdown. A binary, undecodable, unreadable or oversized file is skipped with a one-line warning.
+Does not: follow symlinks out of the corpus (a linked file or folder pointing outside is skipped), read
+other formats (PDF, docx), or fix broken markdown. A binary, undecodable, unreadable or oversized file is
+skipped with a one-line warning.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from collections.abc import Callable
@@ -19,6 +22,7 @@ from pathlib import Path
 
 SUFFIXES = (".md", ".txt")
 MAX_BYTES = 20_000_000  # a note bigger than this is almost surely not a note
+MAX_BAD = 0.001  # share of undecodable bytes up to which a UTF-8 note is kept, the bad bytes replaced
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class Note:
     source: str  # path relative to the corpus folder, with "/" separators
     text: str  # the decoded file text, verbatim
     sha256: str  # of the file's bytes: the manifest's change detector
+    problem: str = ""  # what could not be decoded and where ("" when the whole file was)
 
 
 class CorpusError(Exception):
@@ -45,25 +50,54 @@ def note_paths(corpus: Path) -> list[Path]:
     return sorted(paths, key=lambda p: p.relative_to(corpus).as_posix())
 
 
-def decode(data: bytes) -> str:
-    """UTF-8 (BOM dropped), else GB18030; raises ValueError for binary or undecodable bytes.
+def decode(data: bytes) -> tuple[str, str]:
+    """(text, problem): UTF-8 (BOM dropped), UTF-16 with a BOM, GB18030, or UTF-8 with a few bad bytes
+    replaced (problem says how many and where); ValueError for binary or undecodable bytes.
 
     >>> decode("注意力".encode("gbk"))
-    '注意力'
+    ('注意力', '')
     """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"broken UTF-16 at byte {e.start}") from e
+        if _text_share(text) < 0.9:  # random bytes after an accidental BOM decode to any code point
+            raise ValueError("binary file (not UTF-16 text)")
+        return text, ""
     if b"\x00" in data[:8192]:
         raise ValueError("binary file (NUL bytes)")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        pass
+        return data.decode("utf-8-sig"), ""
+    except UnicodeDecodeError as e:
+        first = e.start
     try:
         text = data.decode("gb18030")
-    except UnicodeDecodeError as e:
-        raise ValueError("neither UTF-8 nor GB18030") from e
+    except UnicodeDecodeError:
+        return _mostly_utf8(data, first)
     if _control_share(text) > 0.01:
         raise ValueError("binary file (control characters)")
-    return text
+    return text, ""
+
+
+def _mostly_utf8(data: bytes, first: int) -> tuple[str, str]:
+    """UTF-8 text with its few undecodable bytes replaced, or ValueError when there are many."""
+    text = data.decode("utf-8-sig", errors="replace")
+    bad = text.count("\ufffd") - data.decode("utf-8-sig", errors="ignore").count("\ufffd")
+    if bad > max(1, MAX_BAD * len(data)):
+        raise ValueError(f"neither UTF-8 nor GB18030 (first bad byte at {first})")
+    line = data[:first].count(b"\n") + 1
+    return text, f"{bad} undecodable byte(s) replaced by \ufffd, the first on line {line}"
+
+
+def _text_share(text: str) -> float:
+    """Share of characters from the blocks notes are written in: ASCII and Latin, general and CJK
+    punctuation, CJK ideographs, full-width forms."""
+    blocks = ((0x09, 0x24F), (0x2000, 0x206F), (0x2190, 0x22FF), (0x3000, 0x303F), (0x3400, 0x9FFF))
+    common = sum(
+        1 for c in text if any(lo <= ord(c) <= hi for lo, hi in blocks) or 0xFF00 <= ord(c) <= 0xFFEF
+    )
+    return common / max(len(text), 1)
 
 
 def _control_share(text: str) -> float:
@@ -80,7 +114,17 @@ def read_note(path: Path, source: str, *, max_bytes: int = MAX_BYTES) -> Note:
         data = path.read_bytes()
     except OSError as e:
         raise ValueError(f"unreadable ({e.strerror or e})") from e
-    return Note(source=source, text=decode(data), sha256=hashlib.sha256(data).hexdigest())
+    text, problem = decode(data)
+    return Note(source=source, text=text, sha256=hashlib.sha256(data).hexdigest(), problem=problem)
+
+
+def inside(corpus: Path, source: str) -> Path:
+    """The file `source` names under `corpus`; ValueError when it resolves outside the folder
+    (`../../etc/passwd`, an absolute path, a symlink out)."""
+    path = (corpus / source).resolve()
+    if not path.is_relative_to(corpus.resolve()):
+        raise ValueError(f"{source} is outside the notes folder")
+    return path
 
 
 def load_notes(
@@ -91,7 +135,10 @@ def load_notes(
     for path in note_paths(corpus):
         source = path.relative_to(corpus).as_posix()
         try:
-            notes.append(read_note(path, source, max_bytes=max_bytes))
+            notes.append(read_note(inside(corpus, source), source, max_bytes=max_bytes))
         except ValueError as e:
             warn(f"mianjing: skipped {source}: {e}")
+            continue
+        if notes[-1].problem:
+            warn(f"mianjing: {source}: {notes[-1].problem}; the rest of the note is kept")
     return notes

@@ -21,7 +21,7 @@ def test_gbk_is_decoded_and_text_kept_verbatim(notes: Path) -> None:
 
 
 def test_utf8_bom_is_dropped_and_crlf_kept() -> None:
-    assert decode("## 问题\r\n答案".encode("utf-8-sig")) == "## 问题\r\n答案"
+    assert decode("## 问题\r\n答案".encode("utf-8-sig")) == ("## 问题\r\n答案", "")
 
 
 def test_undecodable_bytes_raise() -> None:
@@ -41,3 +41,48 @@ def test_huge_file_is_skipped(tmp_path: Path) -> None:
     warnings: list[str] = []
     assert load_notes(tmp_path, warn=warnings.append, max_bytes=100) == []
     assert "too large" in warnings[0]
+
+
+def test_utf16_with_a_bom_is_read(tmp_path: Path) -> None:
+    (tmp_path / "u16.md").write_bytes("# 注意力\n\nQKV 的缩放因子是 √d。\n".encode("utf-16"))
+    (note,) = load_notes(tmp_path, warn=lambda _: None)
+    assert note.text == "# 注意力\n\nQKV 的缩放因子是 √d。\n" and not note.problem
+
+
+def test_a_few_bad_bytes_are_replaced_and_said_with_their_line(tmp_path: Path) -> None:
+    good = "# 量化\n\n" + "GPTQ 逐层量化权重，用二阶信息补偿误差。\n" * 300
+    data = good.encode("utf-8")
+    at = data.index(b"\n", 2000) + 1
+    (tmp_path / "bad.md").write_bytes(data[:at] + b"\xff\xfe\x80" + data[at:])
+    warnings: list[str] = []
+    (note,) = load_notes(tmp_path, warn=warnings.append)
+    line = data[:at].count(b"\n") + 1
+    assert note.text.count("\ufffd") == 3 and note.text.replace("\ufffd", "") == good
+    said = f"mianjing: bad.md: 3 undecodable byte(s) replaced by \ufffd, the first on line {line}"
+    assert warnings == [f"{said}; the rest of the note is kept"]
+
+
+def test_files_outside_the_notes_folder_are_never_read(tmp_path: Path) -> None:
+    from ingest.load import inside
+
+    (tmp_path / "secret.txt").write_text("password", encoding="utf-8")
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "ok.md").write_text("# 笔记\n内容", encoding="utf-8")
+    (notes / "link.md").symlink_to(tmp_path / "secret.txt")
+    warnings: list[str] = []
+    assert [n.source for n in load_notes(notes, warn=warnings.append)] == ["ok.md"]
+    assert warnings == ["mianjing: skipped link.md: link.md is outside the notes folder"]
+    for source in ("../secret.txt", str(tmp_path / "secret.txt"), "link.md"):
+        with pytest.raises(ValueError, match="outside the notes folder"):
+            inside(notes, source)
+    assert inside(notes, "ok.md") == (notes / "ok.md").resolve()
+
+
+def test_the_app_reads_notes_only_inside_the_folder(notes: Path, tmp_path: Path) -> None:
+    from ui.resources import read_note
+
+    (tmp_path / "secret.txt").write_text("password", encoding="utf-8")
+    assert read_note(notes, "../secret.txt") is None
+    assert read_note(notes, str(tmp_path / "secret.txt")) is None
+    assert read_note(notes, "heading.md")

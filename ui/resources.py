@@ -100,9 +100,11 @@ def reindex(searcher: Searcher, progress: index.Progress) -> IngestReport | None
 
 
 def read_note(corpus: Path, source: str) -> str | None:
-    """A note's current text, for the context around a cited passage; None when it cannot be read."""
+    """A note's current text, for the context around a cited passage; None when it cannot be read or
+    lies outside the notes folder."""
+    from ingest.load import inside
     from ingest.load import read_note as read
 
     with suppress(ValueError):
-        return read(corpus / source, source).text
+        return read(inside(corpus, source), source).text
     return None
