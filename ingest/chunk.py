@@ -30,6 +30,7 @@ FENCE = re.compile(r"[ \t]*(```|~~~)")
 SENTENCE_END = re.compile(r"[。！？；!?;]+[”’\"')）]*|\n+")
 MARKUP = re.compile(r"!\[[^\]]*\]\([^)]*\)|<[^>\n]{1,40}>|[*#>|`_~\-=+\s]|[？?。：:]")
 
+VERSION = "2"  # bump when chunk_note's output can change: indexes record it and rebuild
 # Levels of the title kinds, markdown headings being 1-6: deeper titles nest under shallower ones.
 PSEUDO, BOLD, QUESTION = 7, 8, 9
 
@@ -128,11 +129,13 @@ def _units(note: Note) -> list[_Unit]:
     lines = _lines(note.text)
     opens: list[tuple[int, int, int, str]] = []  # (line index, offset, level, title)
     in_fence = in_formula = False
+    fences = _paired([i for i, (_, line) in enumerate(lines) if FENCE.match(line)])
+    formulas = _paired([i for i, (_, line) in enumerate(lines) if _opens_formula(line)])
     for i, (offset, line) in enumerate(lines):
-        if FENCE.match(line):
+        if i in fences:
             in_fence = not in_fence
             continue
-        if line.strip() == "$$" or (line.strip().startswith("$$") and line.strip().count("$$") == 1):
+        if i in formulas and not in_fence:
             in_formula = not in_formula
             continue
         if in_fence or in_formula or not line.strip():
@@ -151,6 +154,17 @@ def _units(note: Note) -> list[_Unit]:
         body = lines[i + 1][0] if i + 1 < len(lines) else end
         units.append(_Unit(offset, min(body, end), end, level, tuple(t for _, t in stack)))
     return units
+
+
+def _opens_formula(line: str) -> bool:
+    s = line.strip()
+    return s == "$$" or (s.startswith("$$") and s.count("$$") == 1)
+
+
+def _paired(marks: list[int]) -> set[int]:
+    """The fence (or $$) lines that open and close in pairs; an opener never closed is left out, so it
+    cannot swallow the rest of the note."""
+    return set(marks[: len(marks) - len(marks) % 2])
 
 
 def _merge(units: list[_Unit], text: str, *, max_chars: int, min_chars: int) -> list[_Unit]:
@@ -251,7 +265,7 @@ def _split(
     start, end = _trim(text, start, end)
     if end - start <= max_chars:
         return [(start, end)] if end > start else []
-    atoms = _atoms(text, start, end)
+    atoms = _atoms(text, start, end, max_chars=max_chars)
     spans, i = [], 0
     while i < len(atoms):
         j, size = i, 0
@@ -286,14 +300,32 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _atoms(text: str, start: int, end: int) -> list[tuple[int, int]]:
-    """Sentences, with code blocks, tables and $$ formulas as single atoms."""
+def _atoms(text: str, start: int, end: int, *, max_chars: int) -> list[tuple[int, int]]:
+    """Sentences, with code blocks, tables and $$ formulas as single atoms. Bounded: a sentence longer than
+    2 x max_chars (text without sentence ends) is cut into pieces of max_chars, a block longer than
+    8 x max_chars into pieces of 2 x max_chars."""
     atoms, pos = [], start
     for block_start, block_end in _blocks(text, start, end):
-        atoms += sentence_spans(text, pos, block_start)
-        atoms.append((block_start, block_end))
+        atoms += [
+            p for a, b in sentence_spans(text, pos, block_start) for p in _cut(text, a, b, max_chars, 2)
+        ]
+        atoms += _cut(text, block_start, block_end, 2 * max_chars, 4)
         pos = block_end
-    return atoms + sentence_spans(text, pos, end)
+    return atoms + [p for a, b in sentence_spans(text, pos, end) for p in _cut(text, a, b, max_chars, 2)]
+
+
+def _cut(text: str, start: int, end: int, size: int, factor: int) -> list[tuple[int, int]]:
+    """[start, end) whole when at most factor x size long, else pieces of at most `size`, each ending at
+    the last line end, else the last space, in its window (else cut hard)."""
+    if end - start <= factor * size:
+        return [(start, end)]
+    pieces = []
+    while end - start > size:
+        window = text[start : start + size]
+        at = window.rfind("\n") + 1 or window.rfind(" ") + 1 or size
+        pieces.append((start, start + at))
+        start += at
+    return pieces + [(start, end)]
 
 
 def sentence_spans(text: str, start: int = 0, end: int | None = None) -> list[tuple[int, int]]:
@@ -334,7 +366,7 @@ def _blocks(text: str, start: int, end: int) -> list[tuple[int, int]]:
             blocks.append((line_start, line_end))
         in_table = s.startswith("|")
     if open_at is not None:
-        blocks.append((open_at, end))  # unclosed block: keep the rest whole rather than cut inside it
+        blocks.append((open_at, end))  # unclosed in this unit: keep its rest whole rather than cut inside it
     return blocks
 
 

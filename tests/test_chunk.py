@@ -84,3 +84,18 @@ def test_unclosed_code_fence_is_not_split_inside() -> None:
     text = "## 代码题？\n\n实现如下。\n\n" + code
     chunks = chunk_note(Note("c.md", text, ""), max_chars=120, overlap=0)
     assert any(code in c.text for c in chunks)
+
+
+def test_an_unclosed_fence_or_formula_swallows_nothing() -> None:
+    sections = "".join(f"## 问题 {i}\n答案 {i}，写得足够长以成为一个独立的段落内容。\n\n" for i in range(30))
+    for opener in ("```python\nx = 1\n", "$$\nE = mc^2\n"):
+        chunks = chunk_note(Note("open.md", f"# 笔记\n\n{opener}\n{sections}", ""))
+        assert len(chunks) >= 30 and max(len(c.text) for c in chunks) < 200, opener
+
+
+def test_text_without_sentence_ends_is_cut_into_bounded_chunks() -> None:
+    text = "# 长笔记\n\n" + " ".join(f"word{i}" for i in range(60_000))  # one 400 kB line
+    chunks = chunk_note(Note("long.md", text, ""), max_chars=800, overlap=100, min_chars=60)
+    assert max(len(c.text) for c in chunks) <= 1600 and len(chunks) > 300
+    assert all(text[c.start : c.end] == c.text for c in chunks)
+    assert "".join(c.text for c in chunks).replace(" ", "").count("word59999") == 1
