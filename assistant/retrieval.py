@@ -52,12 +52,22 @@ class Searcher:
         self.index = self._open() if build else index_.Index([], [], np.zeros((0, 1), np.float32))
 
     def _open(self) -> index_.Index:
+        """The index of these notes with these settings: built first when there is none or it is unreadable,
+        rebuilt when it was made with another embedding model or chunking; stale notes are pointed out."""
+        s = self.settings
         try:
-            return index_.load(self.settings.index_dir)
+            index = index_.load(s.index_dir)
         except index_.IndexUnusable as e:
-            note_paths(self.settings.corpus)  # a missing notes folder is the error to report, not the index
-            self.warn(f"mianjing: {e}; building it from {self.settings.corpus}")
-        return self.ingest()[0]
+            note_paths(s.corpus)  # a missing notes folder is the error to report, not the index
+            self.warn(f"mianjing: {e}; building it from {s.corpus}")
+            return self.ingest()[0]
+        index_.check_corpus(index, s.index_dir, s.corpus)
+        if index_.settings_changed(index, index_settings(s)):
+            self.warn(f"mianjing: the index in {s.index_dir} was built with other settings; rebuilding it")
+            return self.ingest()[0]
+        if changed := index_.stale(index, s.corpus):
+            self.warn(f"mianjing: notes changed since the last ingest ({changed}): run `mianjing ingest`")
+        return index
 
     def ingest(self, progress: index_.Progress | None = None) -> tuple[index_.Index, index_.IngestReport]:
         """Update the index from the corpus; afterwards searches see the new notes. Embedding progress goes

@@ -8,7 +8,12 @@ Layout of the index folder:
 `ingest` re-chunks and re-embeds only new or changed files and drops deleted ones; an index built with other
 settings (embedding model, chunk sizes, tokenizer version) is rebuilt from scratch, never mixed.
 
-Does not: lock against two concurrent ingests of the same folder (the last rename wins, both are whole).
+Two ingests of one index folder take turns (a lock file beside it, `.<folder>.ingest.lock`): the second
+waits, says so, then updates from what the first saved, so no change is lost. An index built from another
+notes folder is never served or overwritten; an unreadable one is kept aside (`index.npz.bad-<time>`) and
+rebuilt; temporary files left by a killed save are removed by the next ingest.
+
+Does not: watch the notes (`stale` says when they changed since the last ingest).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
+from ingest.chunk import VERSION as CHUNKER
 from ingest.chunk import Chunk, chunk_note
-from ingest.load import CorpusError, Note, load_notes
+from ingest.load import CorpusError, Note, load_notes, note_paths
 from retriever.bm25 import BM25
 from retriever.dense import Embedder, VectorIndex
 from retriever.tokenize import tokenize
@@ -50,6 +57,7 @@ class IndexSettings:
     overlap: int
     min_chars: int
     tokenizer: str = TOKENIZER
+    chunker: str = CHUNKER
 
 
 @dataclass
@@ -150,11 +158,39 @@ def ingest(
     `embedder` is called only when something must be embedded, so an unchanged corpus loads no model;
     `progress(done, total)` is called after each group of passages embedded.
     """
+    if index_dir.exists() and not index_dir.is_dir():
+        raise ValueError(f"index folder {index_dir} is a file: pass a folder (--index)")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(index_dir.parent / f".{index_dir.name}.ingest.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        warn(f"mianjing: another ingest of {index_dir} is running; waiting for it to finish")
+        lock.acquire()
+    try:
+        for leftover in index_dir.glob(
+            ".*.tmp"
+        ):  # a killed save's; no one else writes while we hold the lock
+            leftover.unlink(missing_ok=True)
+        return _ingest(corpus, index_dir, settings, embedder=embedder, warn=warn, progress=progress)
+    finally:
+        lock.release()
+
+
+def _ingest(
+    corpus: Path,
+    index_dir: Path,
+    settings: IndexSettings,
+    *,
+    embedder: Callable[[], Embedder],
+    warn: Callable[[str], None],
+    progress: Progress | None,
+) -> tuple[Index, IngestReport]:
     began = time.perf_counter()
     notes = load_notes(corpus, warn=warn)
     if not notes:
         raise CorpusError(f"no readable .md or .txt notes in {corpus}")
-    old, rebuilt = _reusable(index_dir, settings, warn)
+    old, rebuilt = _reusable(index_dir, corpus, settings, warn)
     old_files = old.manifest["files"] if old else {}
     keep = {n.source for n in notes if old_files.get(n.source, {}).get("sha256") == n.sha256}
     fresh = [n for n in notes if n.source not in keep]
@@ -176,6 +212,9 @@ def ingest(
         seconds=0.0,
     )
     if old and not fresh and not deleted:
+        if stale(old, corpus):  # touched, not changed: note the check, so search stops pointing at them
+            old.manifest["built_ts"] = time.time()
+            save(old, index_dir)
         return old, _timed(report, began)
     order = sorted(range(len(chunks)), key=lambda i: (chunks[i].source, chunks[i].start))
     index = Index(
@@ -202,7 +241,7 @@ def embed(model: Embedder, texts: list[str], progress: Progress | None = None) -
 
 
 def _reusable(
-    index_dir: Path, settings: IndexSettings, warn: Callable[[str], None]
+    index_dir: Path, corpus: Path, settings: IndexSettings, warn: Callable[[str], None]
 ) -> tuple[Index | None, str]:
     """The old index when it can be updated in place, else (None, why it is rebuilt)."""
     if not (index_dir / INDEX_FILE).exists():
@@ -210,11 +249,50 @@ def _reusable(
     try:
         old = load(index_dir)
     except IndexUnusable as e:
-        warn(f"mianjing: {e}; rebuilding it")
+        aside = index_dir / f"{INDEX_FILE}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.replace(index_dir / INDEX_FILE, aside)
+        warn(f"mianjing: {e}; kept it aside as {aside.name} and rebuilding it")
         return None, "unreadable index"
+    check_corpus(old, index_dir, corpus)
     if old.manifest.get("settings") != asdict(settings):
         return None, "settings changed"
     return old, ""
+
+
+def check_corpus(index: Index, index_dir: Path, corpus: Path) -> None:
+    """ValueError when the index was built from another notes folder (it is neither served nor rebuilt)."""
+    built_from = index.manifest.get("corpus")
+    if built_from and built_from != str(corpus.resolve()):
+        raise ValueError(
+            f"{index_dir} holds the index of {built_from}, not of {corpus}: pass another --index, "
+            "or delete that folder to rebuild it"
+        )
+
+
+def settings_changed(index: Index, settings: IndexSettings) -> bool:
+    """Was the index built with other settings (embedding model, chunking, tokenizer)?"""
+    return index.manifest.get("settings") != asdict(settings)
+
+
+def stale(index: Index, corpus: Path) -> str:
+    """What changed in the notes since the index was built, in a few words ("" when nothing did):
+    files added or removed, or modified after the build (by time stamp; ingest compares contents)."""
+    built = index.manifest.get("built_ts", 0.0)
+    on_disk = {p.relative_to(corpus).as_posix(): p for p in note_paths(corpus)}
+    indexed = set(index.manifest.get("files", {})) | set(index.manifest.get("skipped", []))
+    added, removed = set(on_disk) - indexed, indexed - set(on_disk)
+    newer = [s for s in set(on_disk) & indexed if _mtime(on_disk[s]) > built]
+    parts = [
+        f"{len(x)} {what}" for x, what in ((added, "new"), (newer, "changed"), (removed, "deleted")) if x
+    ]
+    return ", ".join(parts)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _kept(old: Index, keep: set[str]) -> tuple[list[Chunk], list[list[str]], list[np.ndarray]]:
@@ -238,8 +316,12 @@ def _manifest(corpus: Path, settings: IndexSettings, notes: list[Note], chunks: 
             n.source: {"sha256": n.sha256, "chars": len(n.text), "chunks": per_file.get(n.source, 0)}
             for n in notes
         },
+        "skipped": sorted(
+            {p.relative_to(corpus).as_posix() for p in note_paths(corpus)} - {n.source for n in notes}
+        ),  # unreadable when built: not "new" to `stale`
         "chunks": len(chunks),
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "built_ts": time.time(),  # compared with the notes' modification times (`stale`)
     }
 
 

@@ -167,3 +167,115 @@ def test_searcher_says_how_far_a_build_has_got(notes: Path, tmp_path: Path, embe
     assert said[0].startswith("mianjing: no index") and said[-1].startswith("mianjing: embedded ")
     done, total = said[-1].split()[2].split("/")
     assert done == total != "0"
+
+
+def searcher_on(notes: Path, where: Path, embedder: HashEmbedder, said: list[str], model: str = "hash-test"):  # type: ignore[no-untyped-def]  # noqa: E501
+    from assistant.retrieval import Searcher
+
+    return Searcher(
+        Settings(corpus=notes, index=where, embed_model=model), warn=said.append, embedder=embedder
+    )
+
+
+def test_an_index_of_other_notes_is_never_served_or_overwritten(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.md").write_text("# 别的笔记\n\n完全不同的内容。\n", encoding="utf-8")
+    before = (tmp_path / "ix" / "index.npz").read_bytes()
+    with pytest.raises(ValueError, match="holds the index of .*notes, not of .*other"):
+        searcher_on(other, tmp_path / "ix", embedder, [])
+    with pytest.raises(ValueError, match="holds the index of"):
+        ingest(other, tmp_path / "ix", embedder)
+    assert (tmp_path / "ix" / "index.npz").read_bytes() == before
+
+
+def test_an_index_of_another_embedding_model_is_rebuilt(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    said: list[str] = []
+    searcher = searcher_on(notes, tmp_path / "ix", embedder, said, "another-model")
+    assert any("built with other settings; rebuilding it" in line for line in said)
+    assert searcher.index.manifest["settings"]["embed_model"] == "another-model"
+
+
+def test_a_broken_index_is_kept_aside_and_rebuilt(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    (tmp_path / "ix" / "index.npz").write_bytes(b"garbage")
+    said: list[str] = []
+    index_.ingest(notes, tmp_path / "ix", SETTINGS, embedder=lambda: embedder, warn=said.append)
+    (aside,) = (tmp_path / "ix").glob("index.npz.bad-*")
+    assert aside.read_bytes() == b"garbage" and aside.name in said[-1]
+    assert index_.load(tmp_path / "ix").chunks
+
+
+def test_changed_notes_are_pointed_out_on_search(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    said: list[str] = []
+    searcher_on(notes, tmp_path / "ix", embedder, said)
+    assert not said
+    (notes / "new.md").write_text("# 新\n\n新的内容。\n", encoding="utf-8")
+    (notes / "bold.txt").unlink()
+    searcher_on(notes, tmp_path / "ix", embedder, said)
+    assert said == ["mianjing: notes changed since the last ingest (1 new, 1 deleted): run `mianjing ingest`"]
+
+
+def test_a_second_ingest_waits_for_the_first_and_sees_its_result(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    import threading
+
+    from filelock import FileLock
+
+    ingest(notes, tmp_path / "ix", embedder)
+    (notes / "extra.md").write_text("## 新增？\n\n新增的答案内容在这里。\n", encoding="utf-8")
+    said: list[str] = []
+    holder = FileLock(tmp_path / ".ix.ingest.lock")
+    holder.acquire()  # "run A" is still embedding
+    done: list[object] = []
+    second = threading.Thread(
+        target=lambda: done.append(
+            index_.ingest(notes, tmp_path / "ix", SETTINGS, embedder=lambda: embedder, warn=said.append)
+        )
+    )
+    second.start()
+    second.join(timeout=2)
+    assert second.is_alive() and said == [
+        f"mianjing: another ingest of {tmp_path / 'ix'} is running; waiting for it to finish"
+    ]
+    holder.release()
+    second.join(timeout=30)
+    assert done and "extra.md" in index_.load(tmp_path / "ix").manifest["files"]
+
+
+def test_leftover_temporary_files_are_removed(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    ingest(notes, tmp_path / "ix", embedder)
+    (tmp_path / "ix" / ".index.npz.abc123.tmp").write_bytes(b"half")
+    ingest(notes, tmp_path / "ix", embedder)
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == ["index.npz", "manifest.json"]
+
+
+def test_an_index_path_that_is_a_file_fails_before_embedding(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    (tmp_path / "ix").write_text("not a folder", encoding="utf-8")
+    with pytest.raises(ValueError, match="is a file"):
+        ingest(notes, tmp_path / "ix", embedder)
+    assert embedder.calls == 0
+
+
+def test_a_touched_note_is_pointed_out_once(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> None:
+    import time
+
+    ingest(notes, tmp_path / "ix", embedder)
+    time.sleep(0.05)
+    (notes / "heading.md").touch()  # modified after the build, contents the same
+    assert index_.stale(index_.load(tmp_path / "ix"), notes) == "1 changed"
+    _, report = ingest(notes, tmp_path / "ix", embedder)
+    assert report.unchanged == 6 and not report.changed
+    assert index_.stale(index_.load(tmp_path / "ix"), notes) == ""
