@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import sys
 import threading
 from collections import abc
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 DEFAULTS = Settings()  # the Generator's defaults are the settings' own
 DEFAULT_MODEL = DEFAULTS.llm
 CONNECT_TIMEOUT = 3.0  # seconds to reach a model server before giving up
+WAIT_NOTICE = 5.0  # seconds without a first piece from a server before saying that mianjing is waiting
 READ_BYTES = 8 << 20  # bytes per read while joining part files
 Pieces = abc.Generator[str, None, None]  # streamed text; close() stops the generation early
 
@@ -223,7 +225,7 @@ def _server_chat(
         max_completion_tokens=max_tokens,
         extra_body={"max_tokens": max_tokens},  # the name older servers read
         timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
-        max_retries=1,
+        max_retries=0,  # one wait of `timeout`, said while it lasts (Generator.stream), not two in silence
     )
 
 
@@ -266,6 +268,7 @@ class Generator:
     ) -> None:
         self.spec = resolve_model(model, cache_dir=cache_dir, base_url=base_url)
         self.n_ctx = n_ctx
+        self.timeout = timeout
         self._lock = threading.Lock()
         self.chat: BaseChatModel  # ChatLlamaCpp or ChatOpenAI: the rest of this class does not care
         if self.spec.base_url:
@@ -300,12 +303,31 @@ class Generator:
         return f"{self.name} (llama.cpp in process, n_ctx {self.n_ctx})"
 
     def stream(self, messages: list[tuple[str, str]]) -> Pieces:
-        """Text pieces as they are generated; (role, text) with role in system / user / assistant."""
+        """Text pieces as they are generated; (role, text) with role in system / user / assistant.
+
+        A server that has not sent a first piece after WAIT_NOTICE seconds is said to be awaited, on
+        stderr, with how long mianjing will wait."""
         prompt = _messages(messages)
+        notice = threading.Timer(WAIT_NOTICE, self._waiting) if self.spec.base_url else None
         with self._lock, _one_line_errors(f"{self.describe()} failed"):
-            for chunk in self.chat.stream(prompt):
-                if chunk.content:
-                    yield str(chunk.content)
+            if notice:
+                notice.start()
+            try:
+                for chunk in self.chat.stream(prompt):
+                    if notice:
+                        notice.cancel()
+                    if chunk.content:
+                        yield str(chunk.content)
+            finally:
+                if notice:
+                    notice.cancel()
+
+    def _waiting(self) -> None:
+        print(
+            f"mianjing: waiting for {self.describe()} (up to {self.timeout:.0f} s, MIANJING_LLM_TIMEOUT)…",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def complete(self, messages: list[tuple[str, str]]) -> str:
         prompt = _messages(messages)

@@ -293,6 +293,31 @@ def test_server_gone_mid_session_is_a_runtime_error(tmp_path: Path) -> None:
         list(gen.stream(QUESTION))
 
 
+class SilentOpenAI(FakeOpenAI):
+    """Accepts requests and never answers them (a hung model server)."""
+
+    def do_POST(self) -> None:
+        time.sleep(30)
+
+
+def test_a_server_that_never_answers_is_said_and_times_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), SilentOpenAI)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    monkeypatch.setattr(llm, "WAIT_NOTICE", 0.3)
+    gen = llm.Generator(model="openai:tiny", base_url=url, cache_dir=tmp_path, timeout=2.0)
+    start = time.monotonic()
+    with pytest.raises(RuntimeError, match="failed: .*Timeout"):
+        list(gen.stream(QUESTION))
+    assert time.monotonic() - start < 8  # one wait of the timeout, no silent retries
+    assert f"mianjing: waiting for tiny via {url} (up to 2 s" in capsys.readouterr().err
+    httpd.shutdown()
+    httpd.server_close()
+
+
 # --- the real bundled model --------------------------------------------------------------------------------
 
 
