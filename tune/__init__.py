@@ -1,0 +1,1 @@
+"""Training data for mianjing's own cross-encoder reranker (questions.py: synthetic questions)."""
