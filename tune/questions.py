@@ -15,7 +15,7 @@ run resumes, a changed note regenerates only its own passages.
 Does not: mine negatives, train anything, judge question quality beyond format checks and the round trip,
 or ever crash on model output (an unparsable answer is recorded as a parse failure with its raw text).
 
-    python -m tune.questions [--corpus DIR] [--out tune/data] [--limit N]
+    python -m tune.questions [--corpus DIR] [--out tune/data] [--limit N] [--budget MINUTES]
 """
 
 from __future__ import annotations
@@ -264,17 +264,25 @@ def generate(
     *,
     model: str,
     path: Path,
+    budget: float | None = None,
     log: Log = _stderr,
 ) -> dict[str, dict]:
-    """`records` completed for every chunk: the model (loaded on first need) asked only for uncached ones,
-    each answer appended to the cache at `path` as soon as it is in."""
+    """`records` completed for the chunks: the model (loaded on first need) asked only for uncached ones,
+    each answer appended to the cache at `path` as soon as it is in. With a `budget` (seconds) no new
+    passage is started once it is spent; the rest keep only their heading questions until a later run.
+    Passages go in the order of their cache key, which spreads a partial run over every file."""
     records = dict(records)
-    todo = [c for c in chunks if passage_key(model, c) not in records]
+    todo = sorted(
+        (c for c in chunks if passage_key(model, c) not in records), key=lambda c: passage_key(model, c)
+    )
     if not todo:
         return records
     llm, began = load(), time.perf_counter()
     with _append_to(path) as out:
         for n, chunk in enumerate(todo, start=1):
+            if budget is not None and time.perf_counter() - began >= budget:
+                log(f"tune: time budget spent after {n - 1}/{len(todo)} passages; a later run resumes here")
+                break
             record = ask(llm, chunk, passage_key(model, chunk))
             records[record["key"]] = record
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -417,6 +425,7 @@ def run(
     *,
     out: Path,
     limit: int | None = None,
+    budget: float | None = None,
     dev: Path = DEV,
     command: str = "",
     log: Log = _stderr,
@@ -432,11 +441,13 @@ def run(
         f"tune: {len(chunks)} answering passages, {len(todo)} not yet in {path}; "
         f"~{per:.0f} s/passage, ~{_clock(per * len(todo))} to generate"
     )
-    records = generate(chunks, cached, load, model=model, path=path, log=log)
+    records = generate(chunks, cached, load, model=model, path=path, budget=budget, log=log)
     log("tune: checking every question against hybrid search (k = 50)")
     rows, kept = select(candidates(chunks, records, model), searcher, dev_questions(dev))
     new = {passage_key(model, c) for c in todo}
-    counts = {**_counts(chunks, [records[passage_key(model, c)] for c in chunks], new), **kept}
+    done = [c for c in chunks if passage_key(model, c) in records]
+    counts = {**_counts(done, [records[passage_key(model, c)] for c in done], new), **kept}
+    counts["passages_without_generated"] = len(chunks) - len(done)
     meta = _meta(settings, counts, time.perf_counter() - began, command, dev)
     write(out, rows, meta)
     log(f"tune: {len(rows)} questions in {out / 'questions.jsonl'} ({kept['kept']})")
@@ -498,7 +509,7 @@ def _gguf(settings: Any) -> dict[str, str]:
     return {"gguf": spec.path.name if spec.path else "", "sha256": bundled.sha256 if bundled else ""}
 
 
-def _loader(settings: Any) -> Callable[[], Model]:
+def loader(settings: Any) -> Callable[[], Model]:
     def load() -> Model:
         from assistant.llm import Generator
 
@@ -533,6 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "tune" / "data", help="where the outputs go")
     parser.add_argument("--limit", type=int, help="only the first N answering passages")
     parser.add_argument("--dev", type=Path, default=DEV, help="questions never to train on")
+    parser.add_argument(
+        "--budget", type=float, help="minutes of generation at most; then the questions so far are written"
+    )
     args = parser.parse_args(argv)
     from assistant.retrieval import Searcher
     from assistant.settings import from_env
@@ -544,9 +558,10 @@ def main(argv: list[str] | None = None) -> int:
         run(
             settings,
             searcher,
-            _loader(settings),
+            loader(settings),
             out=args.out,
             limit=args.limit,
+            budget=args.budget * 60 if args.budget else None,
             dev=args.dev,
             command=_command(argv),
         )

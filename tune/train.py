@@ -1,0 +1,350 @@
+"""Train mianjing's reranker: a LoRA adapter + one-logit head on the bundled e5-small, cut to a few layers.
+
+Step 1 reads the questions (tune/questions.py) and holds out the questions of a share of the passages
+(`holdout`, chosen by a seeded hash of the passage id). Step 2 mines hard negatives for the others from
+hybrid retrieval (tune/negatives.py). Step 3 trains with sentence-transformers' own `CrossEncoderTrainer`
+and `BinaryCrossEntropyLoss` (pos_weight = negatives per positive): the base (`CrossEncoder(base,
+num_labels=1)`, a fresh head) keeps its first `layers` layers, LoRA (rank `r`, peft) adapts the attention
+and feed-forward linear layers (`rerank.TARGETS`), the head trains fully, everything else is frozen.
+Step 4 writes the adapter folder that `retriever/rerank.py` merges at first use: `adapter.safetensors`
+(LoRA A/B + head, fp32), `reranker.json`, and `training.json` (data sha256, settings, counts, duration,
+machine, versions, the command). Step 5 scores the held-out questions through the real search: hybrid,
+rerank mode with the current reranker (when one is given) and with the trained one, hit@1 / hit@5 / MRR@10.
+
+Does not: write questions, tune hyperparameters, save the base model's weights, or change settings.
+
+    python -m tune.train --questions tune/data/questions.jsonl --out retriever/reranker \
+        [--layers 6] [--epochs 1] [--max-length 192] [--limit N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from retriever import rerank
+from retriever.e5 import E5_NAME
+from retriever.rerank import Reranker
+from tune import negatives as negatives_
+
+if TYPE_CHECKING:
+    from sentence_transformers.cross_encoder import CrossEncoder
+
+REPO = Path(__file__).resolve().parent.parent
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+    "datasets",
+)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    base: str = E5_NAME  # base model: the bundled e5-small, or a CrossEncoder-loadable folder
+    layers: int = 6  # transformer layers kept (of 12): rerank latency is about proportional
+    max_length: int = 128  # tokens of (question, passage) while training; recorded in reranker.json
+    epochs: float = 1.0
+    batch_size: int = 16
+    lr: float = 1e-3  # LoRA and head alike (2e-4 learned nothing in 90 steps on a smoke run)
+    warmup: float = 0.1  # share of the steps with a linear warmup
+    r: int = 16  # LoRA rank
+    alpha: int = 32  # LoRA scale = alpha / r
+    dropout: float = 0.1  # LoRA dropout
+    negatives: int = negatives_.PER_QUESTION  # hard negatives per question
+    depth: int = negatives_.DEPTH  # hybrid hits mined per question
+    near: float = negatives_.NEAR  # bigram Jaccard that makes a hit a copy of the positive
+    holdout: float = 0.1  # share of passages whose questions are held out (0 = train on all)
+    eval_k: int = 20  # hits searched per held-out question
+    seed: int = 12
+    limit: int = 0  # use only the first N questions (0 = all)
+    threads: int = 0  # torch CPU threads; 0 = torch's default
+
+
+# Step 1: questions, split by passage
+def read_rows(path: Path, limit: int = 0) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows[:limit] if limit else rows
+
+
+def split(rows: list[dict[str, Any]], holdout: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """(train rows, held-out rows): the held-out ones are all questions of round(holdout x passages)
+    passages, those first by sha256(seed:passage id)."""
+    passages = sorted(
+        {r["passage"] for r in rows}, key=lambda p: hashlib.sha256(f"{seed}:{p}".encode()).digest()
+    )
+    n = min(len(passages) - 1, max(1, round(holdout * len(passages)))) if holdout > 0 else 0
+    held = set(passages[:n])
+    return [r for r in rows if r["passage"] not in held], [r for r in rows if r["passage"] in held]
+
+
+# Step 3: training
+def train(pairs: list[negatives_.Pair], base: Path, settings: TrainSettings) -> tuple[CrossEncoder, dict]:
+    """The base with a trained LoRA adapter and head (unmerged), and what the trainer reported."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig, inject_adapter_in_model
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
+    from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
+    from transformers import set_seed
+
+    set_seed(settings.seed)  # the head and LoRA A are initialised at random
+    model = rerank.base_cross_encoder(base, settings.layers, settings.max_length)
+    # peft's own injection: transformers 5.24's add_adapter wrapper (CrossEncoder.add_adapter) demands
+    # peft >= 0.22, which is not released; it only checks the version, then calls this.
+    config = LoraConfig(
+        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=rerank.TARGETS
+    )
+    inject_adapter_in_model(config, model.model)
+    for name, param in model.model.named_parameters():
+        if name.startswith(rerank.HEAD + "."):
+            param.requires_grad = True  # peft froze everything but LoRA: the fresh head trains fully
+    positives = sum(p.label == 1.0 for p in pairs)
+    data = Dataset.from_dict(
+        {
+            "query": [p.question for p in pairs],
+            "passage": [p.passage for p in pairs],
+            "label": [p.label for p in pairs],
+        }
+    )
+    pos_weight = torch.tensor((len(pairs) - positives) / max(positives, 1))
+    with tempfile.TemporaryDirectory() as scratch:
+        args = CrossEncoderTrainingArguments(
+            output_dir=scratch,
+            num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.lr,
+            warmup_steps=settings.warmup,
+            seed=settings.seed,
+            data_seed=settings.seed,
+            save_strategy="no",
+            report_to="none",
+            logging_steps=50,
+            use_cpu=True,
+            dataloader_pin_memory=False,
+        )
+        trainer = CrossEncoderTrainer(
+            model=model,
+            args=args,
+            train_dataset=data,
+            loss=BinaryCrossEntropyLoss(model, pos_weight=pos_weight),
+        )
+        out = trainer.train()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    report = {
+        "steps": out.global_step,
+        "loss": round(out.training_loss, 4),
+        "trainable_parameters": trainable,
+    }
+    report["pos_weight"] = round(float(pos_weight), 3)
+    return model, report
+
+
+# Step 4: the adapter folder
+def save_adapter(model: CrossEncoder, out: Path, settings: TrainSettings) -> None:
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    hf: Any = model.model  # the transformers model inside the CrossEncoder
+    tensors = dict(get_peft_model_state_dict(hf))
+    tensors |= {n: p.detach() for n, p in hf.named_parameters() if n.startswith(rerank.HEAD + ".")}
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({n: t.contiguous().float() for n, t in tensors.items()}, str(out / rerank.WEIGHTS))
+    config = {
+        "format": rerank.FORMAT,
+        "base": settings.base,
+        "layers": settings.layers,
+        "r": settings.r,
+        "alpha": settings.alpha,
+        "targets": rerank.TARGETS,
+        "max_length": settings.max_length,
+    }
+    (out / rerank.CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+# Step 5: held-out questions, hybrid vs rerank mode with each reranker (the search that users get)
+def heldout(
+    rows: list[dict[str, Any]], searcher: Any, rerankers: dict[str, Reranker], k: int
+) -> dict[str, Any]:
+    """hit@1 / hit@5 / MRR@10 of the held-out questions: "hybrid", then rerank mode with each reranker,
+    through `retriever.search.search` with the searcher's settings (fusion, candidates) and `k` hits."""
+    from assistant.settings import search_args
+    from retriever.search import search
+
+    args = {**search_args(searcher.settings), "k": k}
+    found: dict[str, list[int | None]] = {}
+    for name, reranker in {"hybrid": None, **rerankers}.items():
+        mode = "hybrid" if reranker is None else "rerank"
+        found[name] = []
+        for row in rows:
+            result = search(
+                searcher.index, row["question"], **{**args, "mode": mode}, embedder=searcher.embedder,
+                reranker=reranker,
+            )  # fmt: skip
+            found[name].append(
+                next((n for n, h in enumerate(result.hits, 1) if _relevant(h.chunk, row)), None)
+            )
+    return {"questions": len(rows), **{name: _metrics(ranks) for name, ranks in found.items()}}
+
+
+def _relevant(chunk: Any, row: dict[str, Any]) -> bool:
+    """The question's passage, or one overlapping its span in the same note (eval's rule)."""
+    if chunk.id == row["passage"]:
+        return True
+    return (
+        chunk.source == row.get("source")
+        and chunk.start < row.get("end", 0)
+        and row.get("start", 0) < chunk.end
+    )
+
+
+def _metrics(ranks: list[int | None]) -> dict[str, float]:
+    n = len(ranks) or 1
+    return {
+        "hit@1": round(sum(r == 1 for r in ranks) / n, 4),
+        "hit@5": round(sum(r is not None and r <= 5 for r in ranks) / n, 4),
+        "mrr@10": round(sum(1 / r for r in ranks if r is not None and r <= 10) / n, 4),
+        "found": round(sum(r is not None for r in ranks) / n, 4),
+    }
+
+
+def run(
+    rows: list[dict[str, Any]],
+    searcher: Any,
+    out: Path,
+    settings: TrainSettings,
+    *,
+    cache_dir: Path,
+    current: Reranker | None = None,
+) -> tuple[CrossEncoder, dict[str, Any]]:
+    """Steps 1-5 on loaded rows and an open Searcher; returns the trained (unmerged) model and the record.
+    The held-out questions compare hybrid, the `current` reranker (when given) and the trained one."""
+    import torch
+
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    train_rows, held_rows = split(rows, settings.holdout, settings.seed)
+    began = time.perf_counter()
+    pairs, skipped = negatives_.mine(
+        train_rows, searcher, depth=settings.depth, k=settings.negatives, near=settings.near
+    )
+    mined = time.perf_counter()
+    model, report = train(pairs, rerank.base_folder(settings.base, cache_dir), settings)
+    trained = time.perf_counter()
+    save_adapter(model, out, settings)
+    record = {
+        "settings": asdict(settings),
+        "questions": {"train": len(train_rows), "heldout": len(held_rows), "skipped": skipped},
+        "passages": {
+            "train": len({r["passage"] for r in train_rows}),
+            "heldout": len({r["passage"] for r in held_rows}),
+        },
+        "pairs": {"train": len(pairs), "positives": sum(p.label == 1.0 for p in pairs)},
+        "training": {
+            **report,
+            "mining_seconds": round(mined - began, 1),
+            "seconds": round(trained - mined, 1),
+            "pairs_per_second": round(len(pairs) * settings.epochs / max(trained - mined, 1e-9), 2),
+        },
+        "heldout": heldout(held_rows, searcher, _compared(model, current), settings.eval_k)
+        if held_rows
+        else None,
+        "adapter_bytes": sum(f.stat().st_size for f in (out / rerank.WEIGHTS, out / rerank.CONFIG)),
+        "threads": torch.get_num_threads(),
+    }
+    return model, record
+
+
+def _compared(model: CrossEncoder, current: Reranker | None) -> dict[str, Reranker]:
+    return {**({"current": current} if current is not None else {}), "tuned": Reranker.around(model)}
+
+
+def provenance(questions: Path, command: str) -> dict[str, Any]:
+    versions: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "data": {"file": str(questions), "sha256": hashlib.sha256(questions.read_bytes()).hexdigest()},
+        "command": command,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+        },
+        "python": platform.python_version(),
+        "versions": versions,
+        "git_commit": commit or None,
+    }
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, TrainSettings]:
+    parser = argparse.ArgumentParser(prog="python -m tune.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=Path, default=REPO / "tune" / "data" / "questions.jsonl")
+    parser.add_argument("--out", type=Path, default=rerank.BUNDLED_DIR)
+    parser.add_argument("--corpus", type=Path, default=None, help="notes folder (default: the bundled notes)")
+    defaults = TrainSettings()
+    for f in fields(TrainSettings):
+        value = getattr(defaults, f.name)
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(value), default=value)
+    args = parser.parse_args(argv)
+    return args, TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
+
+
+def build(
+    questions: Path,
+    out: Path,
+    settings: TrainSettings,
+    searcher: Any,
+    *,
+    argv: list[str],
+    current: Reranker | None = None,
+    command: str = "python -m tune.train",
+) -> tuple[CrossEncoder, dict[str, Any]]:
+    """Train from a questions file into the adapter folder `out`, with its training.json; `command` and
+    `argv` are recorded as the command line that made it."""
+    rows = read_rows(questions, settings.limit)
+    model, record = run(rows, searcher, out, settings, cache_dir=searcher.settings.cache, current=current)
+    record = {**provenance(questions, shlex.join([*shlex.split(command), *argv])), **record}
+    (out / "training.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    return model, record
+
+
+def main(argv: list[str] | None = None) -> int:
+    from assistant.retrieval import Searcher
+    from assistant.settings import from_env
+
+    argv = sys.argv[1:] if argv is None else argv
+    args, settings = parse(argv)
+    if not args.questions.is_file():
+        print(f"tune.train: error: no questions file {args.questions}", file=sys.stderr)
+        return 2
+    _, record = build(args.questions, args.out, settings, Searcher(from_env(corpus=args.corpus)), argv=argv)
+    print(json.dumps({k: record[k] for k in ("pairs", "training", "heldout", "adapter_bytes")}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
