@@ -18,8 +18,19 @@ from assistant.settings import Settings, index_settings, search_args
 from ingest.load import note_paths
 from retriever import index as index_
 from retriever.dense import Embedder, SentenceEmbedder
-from retriever.rerank import Reranker, load_reranker
+from retriever.rerank import BUNDLED_RERANKER, CONFIG, Reranker, load_reranker
 from retriever.search import Result, search
+
+TUNED = "reranker"  # in the index folder: the reranker `mianjing tune` trained for these notes
+
+
+def reranker_for(settings: Settings) -> str:
+    """The reranker to load: the one tuned for this notes folder when the setting is the bundled default
+    and `mianjing tune` activated one, else the setting itself."""
+    tuned = settings.index_dir / TUNED
+    if settings.reranker == BUNDLED_RERANKER and (tuned / CONFIG).is_file():
+        return str(tuned)
+    return settings.reranker
 
 
 def progress_lines(warn: Callable[[str], None], every: float = 5.0) -> index_.Progress:
@@ -95,7 +106,8 @@ class Searcher:
     def reranker(self) -> tuple[Reranker | None, str]:
         """(reranker, "") or (None, why not); the reason is said once, when first asked."""
         if self._reranker is None:
-            self._reranker = load_reranker(self.settings.reranker, max_length=self.settings.rerank_max_length)
+            s = self.settings
+            self._reranker = load_reranker(reranker_for(s), max_length=s.rerank_max_length, cache_dir=s.cache)
             if self._reranker[0] is None:
                 self.warn(f"mianjing: reranker off: {self._reranker[1]}; using the fused order")
         return self._reranker

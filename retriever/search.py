@@ -1,6 +1,9 @@
 """One query -> ranked `Hit`s, in one of four modes: bm25, dense, hybrid (RRF of both), rerank.
 
 Each stage keeps its score and rank in `Hit.scores` / `Hit.ranks`, so a result can show why it was found.
+In rerank mode the cross-encoder scores the top `rerank_candidates` fused hits; with `rerank_fusion="rrf"`
+their order is the RRF of its ranking and the fused ranking (the cross-encoder corrects the first stage
+without overruling it alone), with `"pure"` its ranking alone.
 Passages marked `has_answer=False` (bare questions, question lists) keep their place in the candidate lists
 but their final score is multiplied by `unanswered_weight`, so an answering passage outranks them.
 
@@ -22,6 +25,7 @@ from retriever.tokenize import tokenize
 
 MODES = ("bm25", "dense", "hybrid", "rerank")
 STAGES = ("bm25", "dense", "fused", "rerank")
+FUSIONS = ("rrf", "pure")  # rerank order: RRF of cross-encoder and first-stage ranks, or cross-encoder alone
 
 
 @dataclass(frozen=True)
@@ -54,10 +58,13 @@ def search(
     rerank_candidates: int = 20,
     rrf_k: int = 60,
     unanswered_weight: float = 0.5,
+    rerank_fusion: str = "rrf",
 ) -> Result:
     """Rank the index's chunks for `query` (see the module docstring)."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if rerank_fusion not in FUSIONS:
+        raise ValueError(f"unknown rerank fusion {rerank_fusion!r}; choose one of {', '.join(FUSIONS)}")
     timings: dict[str, float] = {}
     lists: dict[str, list[tuple[int, float]]] = {}
     # Step 1: the retrievers, each its own ranked list of (position, score)
@@ -85,9 +92,11 @@ def search(
         head = order[:rerank_candidates]
         scores = reranker.scores(query, [index.chunks[i].indexed for i, _ in head])
         lists["rerank"] = sorted(zip([i for i, _ in head], scores.tolist(), strict=True), key=lambda x: -x[1])
-        order = (
-            _prefer_answers(index, lists["rerank"], unanswered_weight, shift=True) + order[rerank_candidates:]
-        )
+        reordered = _prefer_answers(index, lists["rerank"], unanswered_weight, shift=True)
+        if rerank_fusion == "rrf":  # the cross-encoder's rank and the first stage's rank, fused
+            both = rrf([[i for i, _ in reordered], [i for i, _ in head]], k=rrf_k)
+            reordered = sorted(both.items(), key=lambda item: -item[1])
+        order = reordered + order[rerank_candidates:]
         timings["rerank"] = _ms(t)
     hits = [_hit(index, i, score, lists) for i, score in order[:k]]
     reason = reranker_reason if mode == "rerank" and reranker is None else ""

@@ -74,6 +74,7 @@ class TrainSettings:
     eval_k: int = 20  # hits searched per held-out question
     seed: int = 12
     limit: int = 0  # use only the first N questions (0 = all)
+    leave_out: str = ""  # a note file none of whose questions is trained on (the leave-one-file-out check)
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
@@ -239,7 +240,10 @@ def run(
 
     if settings.threads:
         torch.set_num_threads(settings.threads)
-    train_rows, held_rows = split(rows, settings.holdout, settings.seed)
+    left_out = [r for r in rows if r["source"] == settings.leave_out]
+    train_rows, held_rows = split(
+        [r for r in rows if r["source"] != settings.leave_out], settings.holdout, settings.seed
+    )
     began = time.perf_counter()
     pairs, skipped = negatives_.mine(
         train_rows, searcher, depth=settings.depth, k=settings.negatives, near=settings.near
@@ -250,7 +254,12 @@ def run(
     save_adapter(model, out, settings)
     record = {
         "settings": asdict(settings),
-        "questions": {"train": len(train_rows), "heldout": len(held_rows), "skipped": skipped},
+        "questions": {
+            "train": len(train_rows),
+            "heldout": len(held_rows),
+            "left_out": len(left_out),
+            "skipped": skipped,
+        },
         "passages": {
             "train": len({r["passage"] for r in train_rows}),
             "heldout": len({r["passage"] for r in held_rows}),

@@ -17,7 +17,7 @@ import streamlit as st
 
 from assistant import llm
 from assistant.answer import ChatModel
-from assistant.retrieval import Searcher
+from assistant.retrieval import Searcher, reranker_for
 from assistant.settings import Settings, generator_args
 from retriever import index
 from retriever.index import IngestReport
@@ -70,13 +70,16 @@ def describe(model: ChatModel) -> str:
 
 def reranker_status(searcher: Searcher, mode: str) -> tuple[bool, str]:
     """(usable, what to say). The cross-encoder is loaded only for rerank mode; elsewhere the disk says."""
-    found = locate(searcher.settings.reranker)
+    name = reranker_for(searcher.settings)
+    found = locate(name)
     if found.path is None:
         return False, found.reason
+    if name != searcher.settings.reranker:
+        name = "the reranker tuned on these notes"
     if mode != "rerank":
-        return True, f"{searcher.settings.reranker} found; it loads in rerank mode"
+        return True, f"{name} found; it loads in rerank mode"
     reranker, why = searcher.reranker
-    return reranker is not None, f"{searcher.settings.reranker} loaded" if reranker is not None else why
+    return reranker is not None, f"{name} loaded" if reranker is not None else why
 
 
 def index_status(searcher: Searcher) -> dict[str, object]:
