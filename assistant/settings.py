@@ -34,6 +34,7 @@ class Settings:
     k: int = 10  # hits to return
     candidates: int = 50  # per-retriever list length fed to fusion
     rerank_candidates: int = 20  # fused hits the cross-encoder reorders
+    rerank_fusion: str = "rrf"  # rrf: cross-encoder rank fused with the first-stage rank; pure: it alone
     rrf_k: int = 60  # reciprocal rank fusion constant
     unanswered_weight: float = 0.5  # score factor for passages without an answer (question lists)
     max_chars: int = 800  # longest chunk before splitting at sentence ends
@@ -56,6 +57,8 @@ class Settings:
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is not in the notes
     quote_above: float = 0.915  # e5 cosine of the best passage above which an unsupported answer quotes it
     history_turns: int = 3  # earlier turns of a conversation sent with a follow-up
+    answered_above: float = 0.92  # e5 cosine of a question and its best passage: the notes answer it
+    new_per_day: int = 20  # new practice cards introduced per day (mianjing practice)
 
     def __post_init__(self) -> None:
         for name in ("k", "candidates", "rerank_candidates", "n_passages", "passage_chars", "embed_batch"):
@@ -63,6 +66,8 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.max_tokens < 1 or self.n_ctx < 1 or self.history_turns < 0:
             raise ValueError("max_tokens and n_ctx must be at least 1, history_turns at least 0")
+        if self.new_per_day < 0:
+            raise ValueError(f"new_per_day must be at least 0 (got {self.new_per_day})")
 
     @property
     def index_dir(self) -> Path:
@@ -123,6 +128,7 @@ def search_args(settings: Settings) -> dict[str, Any]:
         "k": settings.k,
         "candidates": settings.candidates,
         "rerank_candidates": settings.rerank_candidates,
+        "rerank_fusion": settings.rerank_fusion,
         "rrf_k": settings.rrf_k,
         "unanswered_weight": settings.unanswered_weight,
     }

@@ -1,4 +1,4 @@
-"""The `mianjing` command: ingest | search | ask | chat | eval | ui.
+"""The `mianjing` command: ingest | search | ask | chat | eval | tune | practice | coverage | ui.
 
 `search` and `ask` take one question, a JSONL file of them (`--questions`), or none (an interactive prompt
 for search); `chat` is a conversation with follow-up questions.
@@ -25,6 +25,7 @@ from assistant.settings import Settings, from_env  # noqa: E402
 from eval.dataset import read_questions  # noqa: E402
 from ingest.load import CorpusError  # noqa: E402
 from retriever.search import MODES, Result, as_json  # noqa: E402
+from ui import practice as practice_  # noqa: E402
 
 if TYPE_CHECKING:
     from assistant.answer import Answer
@@ -100,6 +101,12 @@ def parser() -> argparse.ArgumentParser:
     scoring.add_argument("--out", type=Path, help="folder for metrics.json, report.md, report.html")
     scoring.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="diff two metrics.json")
     scoring.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    tuning = sub.add_parser(
+        "tune", parents=[common], help="train a reranker on these notes; used only when it ranks them better"
+    )
+    tuning.add_argument("--llm", help="model that writes the training questions, as for ask")
+    tuning.add_argument("--llm-base-url", help="OpenAI-compatible server for --llm openai:<model>")
+    practice_.add_parsers(sub, [common, answering])
     return top
 
 
@@ -259,13 +266,33 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def tune(args: argparse.Namespace, settings: Settings) -> int:
+    from assistant.retrieval import Searcher
+    from tune import command, questions
+
+    record = command.run(settings, Searcher(settings), questions.loader(settings), argv=sys.argv[2:])
+    shown = {k: record[k] for k in ("heldout", "activated", "verdict")}
+    print(json.dumps(shown, ensure_ascii=False, indent=1))
+    return 0
+
+
 def ui(args: argparse.Namespace, settings: Settings) -> int:
     from ui import serve
 
     return serve.run(settings, port=args.port, host=args.host)
 
 
-COMMANDS = {"ingest": ingest, "search": search, "ask": ask, "chat": chat, "eval": evaluate, "ui": ui}
+COMMANDS = {
+    "ingest": ingest,
+    "search": search,
+    "ask": ask,
+    "chat": chat,
+    "eval": evaluate,
+    "tune": tune,
+    "practice": practice_.practice,
+    "coverage": practice_.coverage_command,
+    "ui": ui,
+}
 
 
 if __name__ == "__main__":

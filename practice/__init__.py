@@ -1,0 +1,1 @@
+"""Interview practice: question pool, answerability, grading, FSRS scheduling, coverage, export."""

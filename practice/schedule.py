@@ -1,0 +1,168 @@
+"""Spaced repetition with FSRS (`fsrs` 6.x): one review state per notes folder, saved safely.
+
+The state is `<index folder>/practice.json`: `{"version", "cards": {card id: fsrs Card.to_dict()},
+"logs": [{"card", **ReviewLog.to_dict()}]}`; every review keeps its log (for FSRS's optimizer later). It is
+written to a temporary file and renamed, so an interrupted save leaves the previous state whole. A state
+file that cannot be read is moved aside (`practice.json.bad-<time>`) and reported in one line: never
+silently reset. Cards are named by `Card.id`; the fsrs card id is derived from it. A card whose question
+left the notes keeps its state (retired) but is never due.
+
+New cards (never reviewed) enter at most `new_per_day` per UTC day, after the due ones.
+
+Does not: grade (see `grade`), decide which cards the notes answer (see `answerable`), or lock the file
+against two writers at once (the last save wins).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fsrs import Card as FsrsCard
+from fsrs import Rating, ReviewLog, Scheduler
+
+from practice.pool import Card
+
+STATE = "practice.json"
+VERSION = 1
+RATING = {"again": Rating.Again, "hard": Rating.Hard, "good": Rating.Good, "easy": Rating.Easy}
+
+
+@dataclass
+class Deck:
+    """The review state of one notes folder (owns what is saved)."""
+
+    path: Path
+    cards: dict[str, FsrsCard] = field(default_factory=dict)
+    logs: list[dict] = field(default_factory=list)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def load(path: Path) -> Deck:
+    """The saved state, or an empty one when there is none; ValueError in one line for an unreadable file,
+    which is first moved aside."""
+    if not path.exists():
+        return Deck(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise ValueError(f"not a version {VERSION} practice state")
+        cards = {cid: FsrsCard.from_dict(card) for cid, card in data["cards"].items()}
+        logs = [dict(log) for log in data["logs"]]
+        for log in logs:
+            shape: Any = {k: v for k, v in log.items() if k != "card"}
+            ReviewLog.from_dict(shape)  # checks each log's shape
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        raise ValueError(
+            f"practice state {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
+            f"kept aside as {aside.name}, the next review starts a new state"
+        ) from None
+    return Deck(path, cards, logs)
+
+
+def save(deck: Deck) -> None:
+    """Write the state atomically: a temporary file in the same folder, then a rename."""
+    data = {
+        "version": VERSION,
+        "cards": {cid: card.to_dict() for cid, card in deck.cards.items()},
+        "logs": deck.logs,
+    }
+    deck.path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=deck.path.parent, prefix=f".{deck.path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out, ensure_ascii=False, indent=1)
+        os.replace(tmp, deck.path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fsrs_id(card_id: str) -> int:
+    """A stable integer id for the fsrs card of `card_id`."""
+    return int(hashlib.sha256(card_id.encode()).hexdigest()[:12], 16)
+
+
+def review(
+    deck: Deck, card_id: str, rating: str, *, at: datetime | None = None, scheduler: Scheduler | None = None
+) -> FsrsCard:
+    """Apply one review (again / hard / good / easy) at `at` (aware UTC; default now); keeps its log."""
+    if rating not in RATING:
+        raise ValueError(f"unknown rating {rating!r}: use {', '.join(RATING)}")
+    at = at or now()
+    if at.tzinfo is None:
+        raise ValueError("review times must be timezone-aware (UTC)")
+    card = deck.cards.get(card_id) or FsrsCard(card_id=fsrs_id(card_id), due=at)
+    updated, log = (scheduler or Scheduler()).review_card(card, RATING[rating], review_datetime=at)
+    deck.cards[card_id] = updated
+    deck.logs.append({"card": card_id, **log.to_dict()})
+    return updated
+
+
+def introduced_on(deck: Deck, day: datetime) -> int:
+    """Cards reviewed for the first time on `day` (UTC date)."""
+    first: dict[str, str] = {}
+    for log in deck.logs:
+        first.setdefault(log["card"], log["review_datetime"])
+    return sum(datetime.fromisoformat(t).astimezone(UTC).date() == day.date() for t in first.values())
+
+
+def queue(deck: Deck, cards: Sequence[Card], *, new_per_day: int, at: datetime | None = None) -> list[Card]:
+    """The cards to practise now: due ones (earliest first), then new ones up to today's allowance."""
+    at = at or now()
+    due = sorted((deck.cards[c.id].due, n) for n, c in enumerate(cards) if c.id in deck.cards)
+    due_cards = [cards[n] for when, n in due if when <= at]
+    allowance = max(0, new_per_day - introduced_on(deck, at))
+    fresh = [c for c in cards if c.id not in deck.cards][:allowance]
+    return due_cards + fresh
+
+
+def stats(deck: Deck, cards: Sequence[Card], *, at: datetime | None = None) -> dict:
+    """Due today, reviewed (all time and today), retention (share of reviews of known cards not forgotten),
+    per topic (the card's file and first heading)."""
+    at = at or now()
+    end_of_day = datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    live = {c.id: c for c in cards}
+    due = [cid for cid, card in deck.cards.items() if cid in live and card.due < end_of_day]
+    today = [log for log in deck.logs if datetime.fromisoformat(log["review_datetime"]).date() == at.date()]
+    seen: set[str] = set()
+    recalls = []
+    for log in deck.logs:
+        if log["card"] in seen:
+            recalls.append(log["rating"] > Rating.Again)
+        seen.add(log["card"])
+    per_topic: dict[str, Counter] = {}
+    for card in cards:
+        counts = per_topic.setdefault(topic(card), Counter())
+        counts["cards"] += 1
+        counts["reviewed"] += card.id in deck.cards
+        counts["due"] += card.id in due
+    return {
+        "cards": len(cards),
+        "due_today": len(due),
+        "reviewed": len(deck.logs),
+        "reviewed_today": len(today),
+        "new": sum(c.id not in deck.cards for c in cards),
+        "retired": sum(cid not in live for cid in deck.cards),
+        "retention": round(sum(recalls) / len(recalls), 3) if recalls else None,
+        "per_topic": {t: dict(c) for t, c in sorted(per_topic.items())},
+    }
+
+
+def topic(card: Card) -> str:
+    """A card's topic: its file and the first heading below the file."""
+    return " > ".join(card.heading[:2]) if len(card.heading) > 1 else card.source

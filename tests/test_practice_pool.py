@@ -1,0 +1,169 @@
+"""The question pool on the test notes (headings, bold, numbered, a question bank) and answerability with
+the deterministic hash embedder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from assistant.retrieval import Searcher
+from assistant.settings import from_env
+from ingest.chunk import chunk_note
+from ingest.load import load_notes
+from practice import answerable
+from practice.pool import Card, card_id, normalize, pool, select
+from tests.conftest import HashEmbedder
+
+BANK = """大模型面试清单(5题)
+
+注意力
+
+- 1. 什么是 Self-Attention？它的计算公式是什么?
+- 2. 为什么要除以根号 d_k？
+- 3. ？
+
+并行训练
+
+- 4. ZeRO-3 和 ZeRO-2 有什么区别?
+- 5. 什么是 MoE 的负载均衡损失？
+"""
+
+
+def cards_of(folder: Path) -> list[Card]:
+    return pool([c for note in load_notes(folder) for c in chunk_note(note)])
+
+
+@pytest.fixture
+def bank(notes: Path) -> Path:
+    (notes / "bank.md").write_text(BANK, encoding="utf-8")
+    return notes
+
+
+def test_every_question_of_the_notes_is_one_card(bank: Path) -> None:
+    by_question = {c.question: c for c in cards_of(bank)}
+    assert set(by_question) == {
+        "什么是 Self-Attention？它的计算公式是什么?",  # bank lines: one card each
+        "为什么要除以根号 d_k？",
+        "ZeRO-3 和 ZeRO-2 有什么区别?",
+        "什么是 MoE 的负载均衡损失？",
+        "如何让llm具备工具调用能力",  # bold titles
+        "什么是LLM的涌现",
+        "ZeRO-3 和 ZeRO-2 的区别",
+        "什么是 Self-Attention？",  # markdown headings (and "为什么要除以根号 d_k？" again)
+        "Flash Attention 的原理",
+        "KV Cache 是什么？",
+        "RAG切分方法",  # numbered question with an indented answer, no question word
+        "RAG有什么缺点？",  # <u> removed
+        "LayerNorm 和 RMSNorm 的区别？",
+        "7B 模型推理要多少显存？",  # the GBK note
+    }
+    assert len([c for c in cards_of(bank) if c.question == "为什么要除以根号 d_k？"]) == 2  # two files
+    assert (
+        by_question["如何让llm具备工具调用能力"].own_answer
+        and not by_question["如何让llm具备工具调用能力"].bank
+    )
+    assert not by_question["什么是LLM的涌现"].own_answer  # its answer is a lone "？"
+    assert not by_question["Flash Attention 的原理"].own_answer
+    bank_line = by_question["ZeRO-3 和 ZeRO-2 有什么区别?"]
+    assert bank_line.bank and not bank_line.own_answer and bank_line.heading[-1] == "并行训练"
+
+
+def test_a_card_points_at_its_question_line(bank: Path) -> None:
+    for card in cards_of(bank):
+        if card.source == "gbk.md":
+            continue
+        text = (bank / card.source).read_text(encoding="utf-8")
+        assert normalize(text[card.start : card.end]) == normalize(card.question), card
+        assert "\n" not in text[card.start : card.end]
+
+
+def test_statements_placeholders_and_sections_are_not_questions(bank: Path) -> None:
+    questions = " ".join(c.question for c in cards_of(bank))
+    for not_a_question in ("先定模型规模", "再选 batch size", "注意力机制", "归一化", "并行训练", "面试清单"):
+        assert not_a_question not in questions
+
+
+def test_card_ids_survive_a_move_and_deleted_questions_retire(bank: Path) -> None:
+    before = {c.question: c.id for c in cards_of(bank)}
+    heading = bank / "heading.md"
+    text = heading.read_text(encoding="utf-8")
+    kv = "## 4. KV Cache 是什么？\n\n推理时缓存历史 token 的 K 和 V，避免重复计算，用显存换时间。\n"
+    gone = (
+        "## 2. 为什么要除以根号 d_k？\n\n"
+        "点积的方差随维度 d_k 增大，除以 √d_k 防止 softmax 进入饱和区导致梯度消失。\n\n"
+    )
+    assert kv in text and gone in text
+    heading.write_text(kv + "\n" + text.replace(kv, "").replace(gone, ""), encoding="utf-8")
+    after = {c.id: c for c in cards_of(bank)}
+    assert before["KV Cache 是什么？"] in after  # moved to the top of its file: same card
+    assert card_id("heading.md", "为什么要除以根号 d_k？") not in after  # deleted: retired
+    assert card_id("bank.md", "为什么要除以根号 d_k？") in after  # the same question in another file stays
+
+
+def test_card_ids_ignore_numbering_and_markup_but_not_the_file() -> None:
+    assert normalize("12. <u>什么是 KV-Cache？</u>⭐") == "什么是kvcache"
+    assert card_id("a.md", "1. 什么是 KV Cache？") == card_id("a.md", "**什么是KV cache?**")
+    assert card_id("a.md", "什么是 KV Cache？") != card_id("b.md", "什么是 KV Cache？")
+
+
+def test_select_by_file_heading_and_topic(bank: Path) -> None:
+    cards = cards_of(bank)
+    assert {c.source for c in select(cards, source="sub/*")} == {"sub/numbered.md"}
+    assert {c.source for c in select(cards, source="bold.txt")} == {"bold.txt"}
+    assert {c.question for c in select(cards, heading="并行")} == {
+        "ZeRO-3 和 ZeRO-2 有什么区别?",
+        "什么是 MoE 的负载均衡损失？",
+    }
+    zero = select(cards, chunks=set(), text="zero-3")
+    assert {c.source for c in zero} == {"bold.txt", "bank.md"}
+    rag = select(cards, chunks={c.chunk for c in cards if c.source == "sub/numbered.md"})
+    assert {c.question for c in rag} == {"RAG切分方法", "RAG有什么缺点？"}
+
+
+@pytest.fixture
+def searcher(bank: Path, tmp_path: Path) -> Searcher:
+    settings = from_env({}, corpus=bank, index=tmp_path / "index")
+    return Searcher(settings, warn=lambda _: None, embedder=HashEmbedder())
+
+
+def test_answerability_own_answers_bank_answers_and_gaps(searcher: Searcher) -> None:
+    cards = {(c.source, c.question): c for c in pool(searcher.index.chunks)}
+
+    def of(source: str, question: str) -> answerable.Answerability:
+        return answerable.answerability(cards[source, question], searcher, answered_above=0.6)
+
+    own = of("heading.md", "KV Cache 是什么？")
+    assert (
+        own.answered and own.confidence == 1.0 and [c.id for c in own.passages] == ["heading.md#注意力机制/4"]
+    )
+    bank_line = of("bank.md", "为什么要除以根号 d_k？")  # answered elsewhere in the notes
+    assert bank_line.answered and bank_line.passages[0].id == "heading.md#注意力机制/2"
+    assert 0.6 <= bank_line.confidence < 1.0
+    gap = of("bank.md", "什么是 MoE 的负载均衡损失？")
+    assert not gap.answered and gap.passages == () and gap.closest is not None and gap.confidence < 0.6
+    unanswered = of("bold.txt", "什么是LLM的涌现")  # its own passage holds only "？"
+    assert not unanswered.answered and unanswered.closest is not None
+    assert unanswered.closest.id != "bold.txt#2"  # never its own "？" passage
+    stricter = answerable.answerability(
+        cards["bank.md", "为什么要除以根号 d_k？"], searcher, answered_above=0.99
+    )
+    assert not stricter.answered and stricter.closest == bank_line.closest
+
+
+def test_any_question_can_be_checked(searcher: Searcher) -> None:
+    found = answerable.for_question("ZeRO-2 和 ZeRO-3 的区别是什么", searcher, answered_above=0.5)
+    assert found.answered and found.passages[0].id == "bold.txt#3"
+
+
+def test_a_topic_selects_the_cards_its_search_finds(searcher: Searcher) -> None:
+    from practice import session
+
+    topic = {c.question for c in session.cards(searcher, topic="ZeRO-3")}
+    assert {"ZeRO-3 和 ZeRO-2 的区别", "ZeRO-3 和 ZeRO-2 有什么区别?"} <= topic
+    assert "RAG有什么缺点？" not in topic
+    only_bank = session.cards(searcher, source="bank.md", heading="注意力")
+    assert [c.question for c in only_bank] == [
+        "什么是 Self-Attention？它的计算公式是什么?",
+        "为什么要除以根号 d_k？",
+    ]
