@@ -26,7 +26,7 @@ from assistant.settings import Settings
 from tune import questions as questions_
 from tune import train as train_
 
-PAIRS_PER_SECOND = 12.0  # training speed on 2 cores (6 layers, 128 tokens), for the estimate only
+PAIRS_PER_SECOND = 7.0  # training speed measured on 2 cores (12 layers, 128 tokens), for the estimate only
 QUESTIONS_PER_PASSAGE = 3.0  # kept after the round trip (the model writes three, headings add some)
 MIN_PASSAGES = 10  # fewer answering passages than this: nothing worth training on
 
