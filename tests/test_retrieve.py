@@ -123,8 +123,9 @@ def tiny_cross_encoder(folder: Path) -> Path:
     return folder
 
 
+@pytest.mark.parametrize("fusion", ["pure", "rrf"])
 def test_rerank_runs_the_real_cross_encoder(
-    index: index_.Index, embedder: HashEmbedder, tmp_path: Path
+    index: index_.Index, embedder: HashEmbedder, tmp_path: Path, fusion: str
 ) -> None:
     reranker, reason = load_reranker(str(tiny_cross_encoder(tmp_path / "ce")))
     assert reranker is not None, reason
@@ -136,11 +137,21 @@ def test_rerank_runs_the_real_cross_encoder(
         embedder=embedder,
         reranker=reranker,
         rerank_candidates=5,
+        rerank_fusion=fusion,
     )
     assert all(h.scores["rerank"] is not None for h in result.hits)
-    answered = [h.scores["rerank"] for h in result.hits if h.chunk.has_answer]
-    assert answered == sorted(answered, reverse=True)
     assert "rerank" in result.timings_ms and not result.reranker
+    if fusion == "pure":
+        answered = [h.scores["rerank"] for h in result.hits if h.chunk.has_answer]
+        assert answered == sorted(answered, reverse=True)
+        return
+    # rrf: the order is that of 1/(60 + cross-encoder rank) + 1/(60 + fused rank), where the cross-encoder
+    # ranking halves the (shifted) score of passages without an answer, as search does
+    low = min(h.scores["rerank"] for h in result.hits)
+    ce = sorted(result.hits, key=lambda h: -((h.scores["rerank"] - low) * (1 if h.chunk.has_answer else 0.5)))
+    fused = sorted(result.hits, key=lambda h: h.ranks["fused"])
+    both = {h.chunk.id: 1 / (61 + ce.index(h)) + 1 / (61 + fused.index(h)) for h in result.hits}
+    assert [h.chunk.id for h in result.hits] == sorted(both, key=lambda i: -both[i])
 
 
 def test_unavailable_reranker_is_found_out_fast_and_fused_order_kept(
