@@ -21,9 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from retriever import built
 from retriever.e5 import E5_NAME, ensure_e5
 
 if TYPE_CHECKING:
@@ -106,15 +105,10 @@ def read_config(folder: Path) -> dict[str, Any]:
         config = json.loads((folder / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise ValueError(f"{folder / CONFIG} is unreadable ({type(e).__name__})") from None
-    needed: dict[str, type | tuple[type, ...]] = {
-        "format": int,
-        "base": str,
-        "layers": int,
-        "r": int,
-        "alpha": (int, float),
-        "targets": str,
-        "max_length": int,
-    }
+    full = isinstance(config, dict) and config.get("method") == "full"
+    needed: dict[str, type | tuple[type, ...]] = {"format": int, "base": str, "layers": int}
+    needed |= {"max_length": int}
+    needed |= {"frozen": int} if full else {"r": int, "alpha": (int, float), "targets": str}
     bad = [
         k for k, kind in needed.items() if not isinstance(config, dict) or not isinstance(config.get(k), kind)
     ]
@@ -153,28 +147,18 @@ def merged(adapter: Path, cache_dir: Path) -> Path:
     """The complete CrossEncoder folder for `adapter`, merging it into its base at first use."""
     config = read_config(adapter)
     folder = Path(cache_dir) / "models" / f"mianjing-reranker-{adapter_digest(adapter)}"
-    if _is_complete(folder):
-        return folder
-    with _LOCK:
-        if _is_complete(folder):
-            return folder
-        base = base_folder(config["base"], Path(cache_dir))
-        _clean_stale(folder)
-        tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
-        try:
-            _merge(adapter, config, base, tmp)
-            try:
-                os.rename(tmp, folder)
-            except OSError:
-                if not _is_complete(folder):  # not a race lost to another process: a real error
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+
+    def merge(tmp: Path) -> None:
+        _merge(adapter, config, base_folder(config["base"], Path(cache_dir)), tmp)
+
+    return built.build_once(folder, _MARKER, FORMAT, merge, _LOCK)
 
 
-def base_cross_encoder(base: Path, layers: int, max_length: int) -> Any:
-    """The base as a CrossEncoder with a fresh one-logit head, cut to `layers` (loading quietly)."""
+def base_cross_encoder(base: Path, layers: int, max_length: int, *, head_token: str = "s") -> Any:
+    """The base as a CrossEncoder with a fresh one-logit head, cut to `layers` (loading quietly).
+
+    `head_token="question"` drops `<s>` from the pair template, so the head (which reads position 0)
+    sees the question's first token: e5's `<s>` state is nearly the same for every input."""
     from sentence_transformers import CrossEncoder
 
     with quiet():
@@ -182,11 +166,23 @@ def base_cross_encoder(base: Path, layers: int, max_length: int) -> Any:
             str(base), num_labels=1, max_length=max_length, device="cpu", local_files_only=True
         )
     truncate(model.model, layers)
+    if head_token == "question":
+        from tokenizers.processors import TemplateProcessing
+
+        end = model.tokenizer.convert_tokens_to_ids("</s>")
+        model.tokenizer._tokenizer.post_processor = TemplateProcessing(
+            single="$A </s>", pair="$A </s> </s> $B </s>", special_tokens=[("</s>", end)]
+        )
     return model
 
 
+def layer_of(name: str) -> int | None:
+    """The encoder layer a parameter belongs to (`...encoder.layer.3.…` -> 3), else None."""
+    match = re.search(r"encoder\.layer\.(\d+)\.", name)
+    return int(match[1]) if match else None
+
+
 def _merge(adapter: Path, config: dict[str, Any], base: Path, tmp: Path) -> None:
-    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -194,17 +190,51 @@ def _merge(adapter: Path, config: dict[str, Any], base: Path, tmp: Path) -> None
         tensors = load_file(str(adapter / WEIGHTS))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{adapter / WEIGHTS} is damaged ({str(e).splitlines()[0]})") from None
-    model = base_cross_encoder(base, config["layers"], config["max_length"])
+    model = base_cross_encoder(
+        base, config["layers"], config["max_length"], head_token=config.get("head_token", "s")
+    )
     params = dict(model.model.named_parameters())
-    targets = sorted(n[: -len(".weight")] for n in params if re.fullmatch(config["targets"] + r"\.weight", n))
     head = sorted(n for n in params if n.startswith(HEAD + "."))
-    expected = {f"{t}.lora_{x}.weight" for t in targets for x in "AB"} | set(head)
+    if config.get("method") == "full":
+        _replace(params, tensors, config["frozen"], head)
+    else:
+        _add_lora(params, tensors, config, head)
+    with quiet():
+        model.save_pretrained(str(tmp))
+    marker = {"format": FORMAT, "adapter": str(adapter), "digest": adapter_digest(adapter), "base": str(base)}
+    (tmp / _MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
+
+
+def _fits(tensors: dict[str, Any], expected: set[str]) -> None:
     if set(tensors) != expected:
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
         raise ValueError(
             f"adapter does not fit its base model: {len(missing)} tensors missing, {len(extra)} unexpected "
             f"(e.g. {(missing or extra)[0]})"
         )
+
+
+def _replace(params: dict[str, Any], tensors: dict[str, Any], frozen: int, head: list[str]) -> None:
+    """Method "full": the trained layers (from `frozen` on) and the head replace the base's."""
+    import torch
+
+    trained = [n for n in params if (layer := layer_of(n)) is not None and layer >= frozen] + head
+    _fits(tensors, set(trained))
+    with torch.no_grad():
+        for name in trained:
+            _check_shape(name, tensors[name], tuple(params[name].shape))
+            params[name].copy_(tensors[name].float())
+
+
+def _add_lora(
+    params: dict[str, Any], tensors: dict[str, Any], config: dict[str, Any], head: list[str]
+) -> None:
+    """Method "lora": scale * B @ A added to each adapted weight; the head replaced."""
+    import torch
+
+    targets = sorted(n[: -len(".weight")] for n in params if re.fullmatch(config["targets"] + r"\.weight", n))
+    expected = {f"{t}.lora_{x}.weight" for t in targets for x in "AB"} | set(head)
+    _fits(tensors, expected)
     scale = config["alpha"] / config["r"]
     with torch.no_grad():
         for t in targets:
@@ -215,10 +245,6 @@ def _merge(adapter: Path, config: dict[str, Any], base: Path, tmp: Path) -> None
         for name in head:
             _check_shape(name, tensors[name], tuple(params[name].shape))
             params[name].copy_(tensors[name])
-    with quiet():
-        model.save_pretrained(str(tmp))
-    marker = {"format": FORMAT, "adapter": str(adapter), "digest": adapter_digest(adapter), "base": str(base)}
-    (tmp / _MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
 
 
 def _check_shape(name: str, tensor: torch.Tensor, shape: tuple[int, ...]) -> None:
@@ -244,34 +270,6 @@ def quiet() -> Iterator[None]:
         if bars:
             hf_logging.enable_progress_bar()
         st_logger.setLevel(st_level)
-
-
-def _is_complete(folder: Path) -> bool:
-    try:
-        marker = json.loads((folder / _MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(marker, dict) and marker.get("format") == FORMAT
-
-
-def _clean_stale(folder: Path) -> None:
-    """Drop `<folder>.tmp-<pid>` left by dead processes (or an earlier try of this one)."""
-    for tmp in folder.parent.glob(f"{folder.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if not pid.isdigit() or int(pid) == os.getpid() or not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-    if folder.exists() and not _is_complete(folder):  # never renamed into place without its marker
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Reranker:

@@ -149,10 +149,40 @@ def trained(searcher: Searcher, tmp_path_factory: pytest.TempPathFactory) -> Tra
     path = root / "questions.jsonl"
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in questions(searcher)), "utf-8")
     settings = train.TrainSettings(
-        base=str(tiny_base(root / "base")), layers=1, max_length=96, batch_size=8, lr=5e-3, holdout=0.2
+        base=str(tiny_base(root / "base")),
+        method="lora",
+        head_token="s",
+        layers=1,
+        max_length=96,
+        batch_size=8,
+        lr=5e-3,
+        holdout=0.2,
     )
     model, record = train.build(path, root / "adapter", settings, searcher, argv=["--layers", "1"])
     return model, root / "adapter", record
+
+
+def test_full_method_ships_its_trained_layers_in_fp16_and_merges_to_the_same_scores(
+    searcher: Searcher, tmp_path: Path
+) -> None:
+    path = tmp_path / "questions.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in questions(searcher)), "utf-8")
+    settings = train.TrainSettings(
+        base=str(tiny_base(tmp_path / "base")), layers=2, frozen=1, max_length=96, batch_size=8, holdout=0.2
+    )
+    model, _ = train.build(path, tmp_path / "adapter", settings, searcher, argv=[])
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(tmp_path / "adapter" / "adapter.safetensors"))
+    layers = {rerank.layer_of(n) for n in tensors if not n.startswith("classifier.")}
+    assert layers == {1} and all(t.dtype.itemsize == 2 for n, t in tensors.items() if ".layer.1." in n)
+    reranker, reason = load_reranker(str(tmp_path / "adapter"), max_length=96, cache_dir=tmp_path / "cache")
+    assert reranker is not None, reason
+    assert reranker.model.tokenizer("问题", "段落")["input_ids"][0] != reranker.model.tokenizer.cls_token_id
+    passages = [c.indexed for c in searcher.index.chunks]
+    ours = reranker.scores("KV Cache 是什么？", passages)
+    theirs = model.predict([("KV Cache 是什么？", p) for p in passages], show_progress_bar=False)
+    assert np.ptp(theirs) > 1e-3 and np.allclose(ours, theirs, atol=2e-2)
 
 
 def test_training_writes_a_small_adapter_folder_and_its_record(trained: Trained) -> None:

@@ -1,26 +1,27 @@
-"""Train mianjing's reranker: a LoRA adapter + one-logit head on the bundled e5-small.
+"""Train mianjing's reranker on the bundled e5-small: its top layers fine-tuned (or LoRA) + a one-logit head.
 
 Step 1 reads the questions (tune/questions.py) and holds out the questions of a share of the passages
 (`holdout`, chosen by a seeded hash of the passage id). Step 2 mines hard negatives for the others from
 hybrid retrieval (tune/negatives.py). Step 3 trains with sentence-transformers' own `CrossEncoderTrainer`
 and `BinaryCrossEntropyLoss` (pos_weight = negatives per positive): the base (`CrossEncoder(base,
-num_labels=1)`, a fresh head) keeps its first `layers` layers, LoRA (rank `r`, peft) adapts the attention
-and feed-forward linear layers (`rerank.TARGETS`), the head trains fully, everything else is frozen.
-Step 4 writes the adapter folder that `retriever/rerank.py` merges at first use: `adapter.safetensors`
-(LoRA A/B + head, fp32), `reranker.json`, and `training.json` (data sha256, settings, counts, duration,
-machine, versions, the command). Step 5 scores the held-out questions through the real search: hybrid,
-rerank mode with the current reranker (when one is given) and with the trained one, hit@1 / hit@5 / MRR@10.
+num_labels=1)`, a fresh head) keeps its first `layers` layers; method "full" trains every parameter of
+the layers from `frozen` on, method "lora" has LoRA (rank `r`, peft) adapt the attention and feed-forward
+linear layers (`rerank.TARGETS`); the head trains fully, everything else is frozen. Step 4 writes the
+adapter folder that `retriever/rerank.py` merges at first use: `adapter.safetensors` (trained layers in
+fp16, or LoRA A/B; the head in fp32), `reranker.json`, and `training.json` (data sha256, settings, counts,
+duration, machine, versions, the command). Step 5 scores the held-out questions through the real search:
+hybrid, rerank mode with the current reranker (when one is given) and the trained one, hit@1/hit@5/MRR@10.
 
 Does not: write questions, tune hyperparameters, save the base model's weights, or change settings.
 
     python -m tune.train --questions tune/data/questions.jsonl --out retriever/reranker \
         [--layers 12] [--negatives 4] [--epochs 1] [--max-length 128] [--leave-out NOTE] [--limit N]
 
-Not yet a working recipe on the bundled questions (see README, "The reranker"): the head reads the `<s>`
-token, and e5-small was trained with mean pooling, so across different inputs its `<s>` state barely moves
-below the last layer (std 0.0007 at layer 6, 0.045 at layer 12, against 0.29 for an ordinary token). Cut to
-6 layers (7 negatives) the loss stayed at the constant-score level for a whole epoch (held-out MRR@10 0.50
-against hybrid's 0.80); with all 12 layers (4 negatives) it was still there half-way, when it was stopped.
+Not yet a working recipe on the bundled questions (README, "The reranker", has the runs): the head reads
+position 0, and e5-small was trained with mean pooling, so its `<s>` state barely moves across inputs below
+the last layer (std 0.0007 at layer 6, 0.045 at layer 12, against 0.29 for an ordinary token); hence
+`head_token="question"`. With hard negatives only, no setup tried left the constant-score loss in an epoch;
+with a random negative per question, full fine-tuning learned within 60 steps.
 """
 
 from __future__ import annotations
@@ -64,11 +65,14 @@ LIBRARIES = (
 @dataclass(frozen=True)
 class TrainSettings:
     base: str = E5_NAME  # base model: the bundled e5-small, or a CrossEncoder-loadable folder
-    layers: int = 12  # transformer layers kept (of 12; fewer leave the <s> state flat, see above)
+    method: str = "full"  # full: layers from `frozen` on train fully (shipped fp16); lora: LoRA + head
+    layers: int = 6  # transformer layers kept (of 12): rerank latency is about proportional
+    frozen: int = 1  # full: the first layers stay as in e5 (keeps the shipped file under 20 MB)
+    head_token: str = "question"  # what the head reads: "question" (its first token) or "s" (<s>)
     max_length: int = 128  # tokens of (question, passage) while training; recorded in reranker.json
     epochs: float = 1.0
     batch_size: int = 16
-    lr: float = 1e-3  # LoRA and head alike (2e-4 learned nothing in 90 steps on a smoke run)
+    lr: float = 1e-4  # full fine-tuning; LoRA wants ~1e-3
     warmup: float = 0.1  # share of the steps with a linear warmup
     r: int = 16  # LoRA rank
     alpha: int = 32  # LoRA scale = alpha / r
@@ -111,16 +115,24 @@ def train(pairs: list[negatives_.Pair], base: Path, settings: TrainSettings) -> 
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
 
-    set_seed(settings.seed)  # the head and LoRA A are initialised at random
-    model = rerank.base_cross_encoder(base, settings.layers, settings.max_length)
-    # peft's own injection: transformers 5.24's add_adapter wrapper (CrossEncoder.add_adapter) demands
-    # peft >= 0.22, which is not released; it only checks the version, then calls this.
-    config = LoraConfig(
-        r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout, target_modules=rerank.TARGETS
+    set_seed(settings.seed)  # the head (and LoRA A) are initialised at random
+    model = rerank.base_cross_encoder(
+        base, settings.layers, settings.max_length, head_token=settings.head_token
     )
-    inject_adapter_in_model(config, model.model)
+    if settings.method == "lora":
+        # peft's own injection: transformers 5.24's add_adapter wrapper (CrossEncoder.add_adapter) demands
+        # peft >= 0.22, which is not released; it only checks the version, then calls this.
+        config = LoraConfig(
+            r=settings.r,
+            lora_alpha=settings.alpha,
+            lora_dropout=settings.dropout,
+            target_modules=rerank.TARGETS,
+        )
+        inject_adapter_in_model(config, model.model)
     for name, param in model.model.named_parameters():
-        if name.startswith(rerank.HEAD + "."):
+        if settings.method == "full":
+            param.requires_grad = _trained(name, settings)
+        elif name.startswith(rerank.HEAD + "."):
             param.requires_grad = True  # peft froze everything but LoRA: the fresh head trains fully
     positives = sum(p.label == 1.0 for p in pairs)
     data = Dataset.from_dict(
@@ -163,24 +175,39 @@ def train(pairs: list[negatives_.Pair], base: Path, settings: TrainSettings) -> 
     return model, report
 
 
+def _trained(name: str, settings: TrainSettings) -> bool:
+    """Method full: the head and every parameter of the layers from `frozen` on (embeddings stay)."""
+    layer = rerank.layer_of(name)
+    return name.startswith(rerank.HEAD + ".") or (layer is not None and layer >= settings.frozen)
+
+
 # Step 4: the adapter folder
 def save_adapter(model: CrossEncoder, out: Path, settings: TrainSettings) -> None:
-    from peft import get_peft_model_state_dict
+    """LoRA: A/B and the head in fp32. Full: the trained layers in fp16 (half the bytes; the merged
+    model scores within ~1e-3 of the trained one), the head in fp32."""
+    import torch
     from safetensors.torch import save_file
 
     hf: Any = model.model  # the transformers model inside the CrossEncoder
-    tensors = dict(get_peft_model_state_dict(hf))
-    tensors |= {n: p.detach() for n, p in hf.named_parameters() if n.startswith(rerank.HEAD + ".")}
+    head = {n: p.detach().float() for n, p in hf.named_parameters() if n.startswith(rerank.HEAD + ".")}
+    if settings.method == "full":
+        layers = {n: p.detach().to(torch.float16) for n, p in hf.named_parameters() if _trained(n, settings)}
+        tensors = {**layers, **head}
+        shape: dict[str, Any] = {"method": "full", "frozen": settings.frozen}
+    else:
+        from peft import get_peft_model_state_dict
+
+        tensors = {n: t.float() for n, t in get_peft_model_state_dict(hf).items()} | head
+        shape = {"r": settings.r, "alpha": settings.alpha, "targets": rerank.TARGETS}
     out.mkdir(parents=True, exist_ok=True)
-    save_file({n: t.contiguous().float() for n, t in tensors.items()}, str(out / rerank.WEIGHTS))
+    save_file({n: t.contiguous() for n, t in tensors.items()}, str(out / rerank.WEIGHTS))
     config = {
         "format": rerank.FORMAT,
         "base": settings.base,
         "layers": settings.layers,
-        "r": settings.r,
-        "alpha": settings.alpha,
-        "targets": rerank.TARGETS,
+        **shape,
         "max_length": settings.max_length,
+        "head_token": settings.head_token,
     }
     (out / rerank.CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
