@@ -67,6 +67,22 @@ def test_negatives_skip_passages_that_answer_the_question_too() -> None:
     assert {p.label for p in pairs[1:]} == {0.0}
 
 
+def test_easy_negatives_are_seeded_by_the_question_and_never_answer_it() -> None:
+    positive = chunk("a.md#kv/1", "a.md", 100, 200, ("a.md", "KV Cache"), KV)
+    pool = [positive] + [
+        chunk(f"c.md#{n}", "c.md", 1000 * n, 1000 * n + 50, ("c.md", f"话题{n}"), f"第{n}个话题的答案。")
+        for n in range(1, 30)
+    ]
+    drawn = negatives.easy(positive, pool, "KV Cache 是什么", k=3)
+    assert len(drawn) == 3 and positive not in drawn
+    assert drawn == negatives.easy(positive, pool, "KV Cache 是什么", k=3)  # the same question, the same draw
+    assert drawn != negatives.easy(positive, pool, "为什么要缓存 K 和 V", k=3)
+    rows = [{"question": "KV Cache 是什么", "passage": positive.id}]
+    pairs, _ = negatives.mine(rows, FakeSearcher(pool), depth=30, k=2, random_k=2)
+    assert [p.label for p in pairs] == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert len({p.passage for p in pairs}) == 5  # hard and easy negatives never repeat
+
+
 @pytest.fixture(scope="module")
 def searcher(tmp_path_factory: pytest.TempPathFactory) -> Searcher:
     """The fixture notes plus a note repeating the KV Cache answer, searched with the hashing embedder."""

@@ -14,6 +14,8 @@ question (a false negative is possible), or shuffle.
 
 from __future__ import annotations
 
+import hashlib
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -83,6 +85,19 @@ def negatives(
     return kept
 
 
+def easy(positive: Chunk, pool: Sequence[Chunk], question: str, *, k: int, near: float = NEAR) -> list[Chunk]:
+    """`k` answering passages drawn at random (seeded by the question) that do not answer it too: easy
+    negatives, without which a fresh head learned nothing from hard ones alone."""
+    draw = random.Random(hashlib.sha256(question.encode()).digest())
+    kept: list[Chunk] = []
+    for hit in draw.sample(list(pool), min(len(pool), 4 * k + 4)):
+        if len(kept) == k:
+            break
+        if not answers_too(hit, positive, near=near):
+            kept.append(hit)
+    return kept
+
+
 def mine(
     rows: Iterable[dict[str, Any]],
     searcher: SearcherLike,
@@ -90,11 +105,14 @@ def mine(
     depth: int = DEPTH,
     k: int = PER_QUESTION,
     near: float = NEAR,
+    random_k: int = 0,
 ) -> tuple[list[Pair], int]:
-    """Pairs for every row whose passage is in the index: (question, positive, 1.0), then its negatives.
+    """Pairs for every row whose passage is in the index: (question, positive, 1.0), then its `k` hard
+    negatives and `random_k` easy ones.
 
     Returns the pairs and how many rows were skipped because their passage id is not in the index."""
     by_id = {c.id: c for c in searcher.index.chunks}
+    answering = [c for c in searcher.index.chunks if c.has_answer]
     pairs: list[Pair] = []
     skipped = 0
     for row in rows:
@@ -105,6 +123,10 @@ def mine(
         question = row["question"]
         hits = searcher.search(question, mode="hybrid", k=depth).hits
         pairs.append(Pair(question, positive.indexed, 1.0))
-        for hit in negatives(positive, (h.chunk for h in hits), k=k, near=near):
+        hard = negatives(positive, (h.chunk for h in hits), k=k, near=near)
+        drawn = [
+            c for c in easy(positive, answering, question, k=random_k + len(hard), near=near) if c not in hard
+        ]
+        for hit in hard + drawn[:random_k]:
             pairs.append(Pair(question, hit.indexed, 0.0))
     return pairs, skipped
