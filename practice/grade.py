@@ -10,6 +10,8 @@ Without a model (`lexical`): a point is covered when enough of it is in the answ
 bigram + Latin word recall and its jieba-term recall, or, with an embedder, a close answer sentence (e5
 cosine, which carries English answers to Chinese notes). Overlap cannot see a contradiction: only the model
 reports them.
+A model's "covered" stands only where the answer's words back it (`_support`: overlap, or e5 for another
+language): the 1.5B called every point of a wrong answer covered.
 Step 4: the rating from the share of points covered (a contradiction caps it at `hard`).
 
 Does not: pick the passages (see `answerable`), save anything (see `schedule`), or render.
@@ -81,7 +83,10 @@ def grade(
     # Step 3: a verdict per point, by the model, else by overlap (or e5 for an answer in another language)
     verdicts, failure = _model_verdicts(answer, points, model) if model is not None else (None, "")
     failures += [failure] if failure else []
+    question = question or " ".join(passages[0].heading[1:])
     if verdicts is not None:
+        support = _support(answer, points, notes, question, embedder)
+        verdicts = [v if v != "covered" or s else "missed" for v, s in zip(verdicts, support, strict=True)]
         covered, missed, contradicted = _split(points, verdicts)
         return Grade(
             *rate(len(covered), len(points), len(contradicted)),
@@ -94,13 +99,25 @@ def grade(
         )
     if embedder is not None and _other_language(answer, notes):
         return _cross_lingual(answer, points, notes, embedder, failures)
-    question = question or " ".join(passages[0].heading[1:])
     covered, missed, _ = _split(points, lexical_verdicts(answer, points, question))
     rating, reason = rate(len(covered), len(points))
     precise = precision(answer, notes, question)
     if rating == "again" and precise >= PRECISE:
         rating, reason = "hard", f"{reason}; what you said is in the notes ({precise:.0%} of it)"
     return Grade(rating, reason, covered, missed, [], notes, "lexical", failures)
+
+
+def _support(
+    answer: str, points: Sequence[Point], notes: str, question: str, embedder: Embedder | None
+) -> list[bool]:
+    """Per point, whether the answer's own words back a "covered" verdict: the 1.5B model called every
+    point of "两者完全一样" covered. Overlap for an answer in the notes' language, e5 closeness for one in
+    another language (without an embedder, the model is believed there)."""
+    if _other_language(answer, notes):
+        if embedder is None:
+            return [True] * len(points)
+        return [c >= NEAR for c in _closeness(answer, points, embedder)]
+    return [v == "covered" for v in lexical_verdicts(answer, points, question)]
 
 
 def _split(points: Sequence[Point], verdicts: Sequence[str]) -> tuple[list[Point], list[Point], list[Point]]:

@@ -27,14 +27,15 @@ from ingest.chunk import Chunk, sentence_spans
 from practice.pool import normalize
 from retriever.tokenize import bigrams
 
-PROMPT_VERSION = "p1"  # bump on any change to SYSTEM or messages()
+PROMPT_VERSION = "p2"  # bump on any change to SYSTEM, messages() or parse() (the cache holds parsed points)
 LIMIT = 6  # most key points per passage
 GROUNDED = 0.5  # share of a model point's units that must occur in the passage
 PASSAGE_CHARS = 900  # longest passage text shown to the model
 IMAGE = re.compile(r"!?\[[^\]]*\]\([^)]*\)|<img[^>]*>|!\[[^\]]*$")
 MARKS = re.compile(r"[*#>|`_~=\s\-•○。①-⑩]+")
 LEAD = re.compile(r"^[\s*#>+\-•○。①-⑩]+")
-POINT_LINE = re.compile(r"^[\s\-*•>\d.、)）]*(?:要点|key point|point)\s*\d*\s*[:：]\s*(.+)$", re.IGNORECASE)
+POINT_LINE = re.compile(r"^[\s\-*•>\d.、)）]*(?:要点|key point|point)\s*\d*\s*[:：]\s*(.*)$", re.IGNORECASE)
+BULLET = re.compile(r"^\s*(?:[-*•+]|\d{1,2}[.、)）])\s+(.+)$")
 
 SYSTEM = (
     "你从面试笔记的一段文字中提取关键要点：回答这个问题时必须说到的事实。"
@@ -98,15 +99,20 @@ def messages(chunk: Chunk) -> list[tuple[str, str]]:
 
 
 def parse(raw: str, chunk: Chunk) -> list[Point]:
-    """The grounded `要点：` lines of a model answer, each cited by its closest sentence of the passage."""
+    """The grounded `要点：` lines of a model answer (and bullet lines after a `要点：` header), each cited
+    by its closest sentence of the passage. A point that only restates the passage's title is no point:
+    "要点：BN和LN的区别" would count any answer as covering it."""
     spans = _body_sentences(chunk) or [(0, len(chunk.text))]
-    passage = bigrams(chunk.text)
+    passage, title = bigrams(chunk.text), bigrams(" ".join(chunk.heading[1:]))
     out: list[Point] = []
+    listed = False  # a 要点： header was seen: bullet lines below it are points too
     for line in raw.splitlines():
         m = POINT_LINE.match(line.strip())
-        text = m.group(1).strip().strip('“”"') if m else ""
-        units = bigrams(text)
-        if len(units) < 2 or len(units & passage) < GROUNDED * len(units):
+        bullet = BULLET.match(line) if listed and not m else None
+        listed = listed or m is not None
+        text = (m.group(1) if m else bullet.group(1) if bullet else "").strip().strip('“”"')
+        units = bigrams(_plain(text))
+        if len(units - title) < 3 or len(units & passage) < GROUNDED * len(units):
             continue
         a, b = max(spans, key=lambda s: len(units & bigrams(chunk.text[s[0] : s[1]])))
         out.append(_point(chunk, text, a, b))

@@ -147,3 +147,24 @@ def test_grading_needs_a_passage_with_sentences() -> None:
     with pytest.raises(ValueError, match="no sentence to grade against"):
         grade.grade("something", [bare])
     assert key_points([bare]) == ([], [])
+
+
+def test_a_point_that_only_restates_the_title_is_dropped_and_bullets_under_a_header_count() -> None:
+    bullets = "* BN：同一个批次内，所有样本在同一个特征维度上做标准化\n* LN：同一个样本内，所有特征做标准化"
+    text = f"**9、BN和LN的区别**\n\n{bullets}"
+    chunk = Chunk("n.md#9", "n.md", 0, len(text), ("n.md", "9、BN和LN的区别"), text, True)
+    raw = f"要点：BN和LN的区别\n\n{bullets}"
+    found = points.parse(raw, chunk)
+    assert [p.text[:2] for p in found] == ["BN", "LN"]  # the title line is not a point
+    assert points.parse("* BN：同一个批次内，所有样本在同一个特征维度上做标准化", chunk) == []  # no header
+
+
+def test_a_model_calling_a_wrong_answer_covered_is_not_believed(tmp_path: Path) -> None:
+    extract = "要点：ZeRO-2 切分优化器状态和梯度\n要点：ZeRO-3 还切分模型参数\n"
+    model = ScriptedModel(extract, "1: covered\n2: covered", "1: covered\n2: covered")
+    cache = PointCache(tmp_path, model.name)
+    wrong = grade.grade("两者完全一样，都只是数据并行。", [PASSAGE], model=model, cache=cache)
+    assert wrong.method == "model" and wrong.covered == [] and wrong.rating == "again"
+    answer = "ZeRO-2 切分优化器状态和梯度，ZeRO-3 还切分模型参数。"
+    right = grade.grade(answer, [PASSAGE], model=model, cache=cache)
+    assert len(right.covered) == 2 and right.rating == "easy"
