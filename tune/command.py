@@ -26,7 +26,7 @@ from assistant.settings import Settings
 from tune import questions as questions_
 from tune import train as train_
 
-PAIRS_PER_SECOND = 7.0  # training speed measured on 2 cores (12 layers, 128 tokens), for the estimate only
+PAIRS_PER_SECOND = 18.0  # measured on 2 cores (method full, 6 layers, 128 tokens), for the estimate only
 QUESTIONS_PER_PASSAGE = 3.0  # kept after the round trip (the model writes three, headings add some)
 MIN_PASSAGES = 10  # fewer answering passages than this: nothing worth training on
 
@@ -43,7 +43,8 @@ def estimate(searcher: Searcher, settings: Settings, train: train_.TrainSettings
     cached = questions_.read_cache(questions_.cache_path(settings.cache, settings.llm), lambda _: None)
     todo = [c for c in chunks if questions_.passage_key(settings.llm, c) not in cached]
     per = questions_.estimate(todo or chunks, cached)
-    pairs = QUESTIONS_PER_PASSAGE * len(chunks) * (1 - train.holdout) * (1 + train.negatives) * train.epochs
+    per_question = 1 + train.negatives + train.random_negatives  # the positive and its negatives
+    pairs = QUESTIONS_PER_PASSAGE * len(chunks) * (1 - train.holdout) * per_question * train.epochs
     return {
         "passages": len(chunks),
         "todo": len(todo),
