@@ -300,6 +300,12 @@ def _trim(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def atoms(text: str, *, max_chars: int = 400) -> list[tuple[int, int]]:
+    """(start, end) of the sentences and list items of `text`, with each table, fenced code block and $$
+    formula as one atom (the units an answer's evidence is made of)."""
+    return [_trim(text, a, b) for a, b in _atoms(text, 0, len(text), max_chars=max_chars)]
+
+
 def _atoms(text: str, start: int, end: int, *, max_chars: int) -> list[tuple[int, int]]:
     """Sentences, with code blocks, tables and $$ formulas as single atoms. Bounded: a sentence longer than
     2 x max_chars (text without sentence ends) is cut into pieces of max_chars, a block longer than

@@ -42,7 +42,9 @@ BUNDLED_RERANKER = "mianjing"  # the setting value meaning "the reranker shipped
 BUNDLED_DIR = Path(__file__).resolve().parent / "reranker"
 CONFIG, WEIGHTS = "reranker.json", "adapter.safetensors"  # an adapter folder's two files
 FORMAT = 1  # of reranker.json; bump when the adapter layout changes
-HEAD = "classifier"  # the sequence-classification head, trained fully
+HEAD = "classifier"  # the sequence-classification head of pooling "cls", trained fully
+MEAN_HEAD = "2.linear"  # the one-logit Dense after the mean Pooling of pooling "mean", trained fully
+POOLINGS = ("mean", "cls")  # what the head reads: every token's state averaged, or position 0
 TARGETS = r".*encoder\.layer\.\d+\.(attention\.self\.(query|key|value)|attention\.output\.dense|intermediate\.dense|output\.dense)"  # noqa: E501 - one regex: LoRA's target_modules
 DEFAULT_CACHE = Path("~/.cache/mianjing").expanduser()
 
@@ -114,6 +116,10 @@ def read_config(folder: Path) -> dict[str, Any]:
     ]
     if bad:
         raise ValueError(f"{folder / CONFIG} lacks or mistypes {', '.join(bad)}")
+    if config.get("pooling", "cls") not in POOLINGS:
+        raise ValueError(f"{folder / CONFIG} has pooling {config.get('pooling')!r}, not one of {POOLINGS}")
+    if config.get("pooling") == "mean" and not full:
+        raise ValueError(f"{folder / CONFIG}: pooling 'mean' comes with method 'full' only")
     if config["format"] != FORMAT:
         raise ValueError(f"{folder / CONFIG} has format {config['format']}, this mianjing reads {FORMAT}")
     return config
@@ -154,13 +160,35 @@ def merged(adapter: Path, cache_dir: Path) -> Path:
     return built.build_once(folder, _MARKER, FORMAT, merge, _LOCK)
 
 
-def base_cross_encoder(base: Path, layers: int, max_length: int, *, head_token: str = "s") -> Any:
+def base_cross_encoder(
+    base: Path, layers: int, max_length: int, *, head_token: str = "s", pooling: str = "cls"
+) -> Any:
     """The base as a CrossEncoder with a fresh one-logit head, cut to `layers` (loading quietly).
 
-    `head_token="question"` drops `<s>` from the pair template, so the head (which reads position 0)
-    sees the question's first token: e5's `<s>` state is nearly the same for every input."""
+    pooling "mean": sentence-transformers modules Transformer -> mean Pooling -> Dense(dim, 1) writing
+    "scores": the head reads the average of every token's state, which is what e5 was trained to make
+    meaningful. pooling "cls": the usual sequence-classification head on position 0, which on e5 reads a
+    state that is nearly the same for every input (`<s>`, or with `head_token="question"` the question's
+    first token, usually the same "▁" piece for Chinese).
+    """
     from sentence_transformers import CrossEncoder
 
+    if pooling == "mean":
+        from sentence_transformers.base.modules import Dense, Transformer
+        from sentence_transformers.sentence_transformer.modules import Pooling
+        from torch import nn
+
+        offline = {"local_files_only": True}
+        with quiet():
+            body = Transformer(
+                str(base), transformer_task="feature-extraction", max_seq_length=max_length,
+                model_kwargs=offline, processor_kwargs=offline, config_kwargs=offline,
+            )  # fmt: skip
+        truncate(body.model, layers)
+        dim = body.model.config.hidden_size
+        head = Dense(dim, 1, activation_function=nn.Identity(), module_output_name="scores")
+        with quiet():
+            return CrossEncoder(modules=[body, Pooling(dim, "mean"), head], device="cpu")
     with quiet():
         model = CrossEncoder(
             str(base), num_labels=1, max_length=max_length, device="cpu", local_files_only=True
@@ -174,6 +202,18 @@ def base_cross_encoder(base: Path, layers: int, max_length: int, *, head_token: 
             single="$A </s>", pair="$A </s> </s> $B </s>", special_tokens=[("</s>", end)]
         )
     return model
+
+
+def parameters(model: Any, pooling: str) -> dict[str, Any]:
+    """The parameters an adapter names: the transformers model's own names for pooling "cls"
+    (`roberta.encoder.layer.3.…`, `classifier.…`), the CrossEncoder's module names for "mean"
+    (`0.model.encoder.layer.3.…`, `2.linear.…`)."""
+    owner = model.model if pooling == "cls" else model
+    return dict(owner.named_parameters())
+
+
+def is_head(name: str) -> bool:
+    return name.startswith((HEAD + ".", MEAN_HEAD + "."))
 
 
 def layer_of(name: str) -> int | None:
@@ -190,11 +230,16 @@ def _merge(adapter: Path, config: dict[str, Any], base: Path, tmp: Path) -> None
         tensors = load_file(str(adapter / WEIGHTS))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{adapter / WEIGHTS} is damaged ({str(e).splitlines()[0]})") from None
+    pooling = config.get("pooling", "cls")
     model = base_cross_encoder(
-        base, config["layers"], config["max_length"], head_token=config.get("head_token", "s")
+        base,
+        config["layers"],
+        config["max_length"],
+        head_token=config.get("head_token", "s"),
+        pooling=pooling,
     )
-    params = dict(model.model.named_parameters())
-    head = sorted(n for n in params if n.startswith(HEAD + "."))
+    params = parameters(model, pooling)
+    head = sorted(n for n in params if is_head(n))
     if config.get("method") == "full":
         _replace(params, tensors, config["frozen"], head)
     else:

@@ -167,6 +167,7 @@ def trained(searcher: Searcher, tmp_path_factory: pytest.TempPathFactory) -> Tra
     settings = train.TrainSettings(
         base=str(tiny_base(root / "base")),
         method="lora",
+        pooling="cls",
         head_token="s",
         layers=1,
         max_length=96,
@@ -190,11 +191,12 @@ def test_full_method_ships_its_trained_layers_in_fp16_and_merges_to_the_same_sco
     from safetensors.torch import load_file
 
     tensors = load_file(str(tmp_path / "adapter" / "adapter.safetensors"))
-    layers = {rerank.layer_of(n) for n in tensors if not n.startswith("classifier.")}
+    layers = {rerank.layer_of(n) for n in tensors if not rerank.is_head(n)}
     assert layers == {1} and all(t.dtype.itemsize == 2 for n, t in tensors.items() if ".layer.1." in n)
+    assert {n for n in tensors if rerank.is_head(n)} == {"2.linear.weight", "2.linear.bias"}
     reranker, reason = load_reranker(str(tmp_path / "adapter"), max_length=96, cache_dir=tmp_path / "cache")
     assert reranker is not None, reason
-    assert reranker.model.tokenizer("问题", "段落")["input_ids"][0] != reranker.model.tokenizer.cls_token_id
+    assert [type(m).__name__ for m in reranker.model] == ["Transformer", "Pooling", "Dense"]
     passages = [c.indexed for c in searcher.index.chunks]
     ours = reranker.scores("KV Cache 是什么？", passages)
     theirs = model.predict([("KV Cache 是什么？", p) for p in passages], show_progress_bar=False)
