@@ -236,7 +236,7 @@ def probe_head(model: CrossEncoder, pairs: list[negatives_.Pair], settings: Trai
     )
     weight = fit.coef_[0] / scaler.scale_
     bias = fit.intercept_[0] - float((fit.coef_[0] * scaler.mean_ / scaler.scale_).sum())
-    head = model[2].linear
+    head: Any = model[2].linear  # the Dense module's nn.Linear
     with torch.no_grad():
         head.weight.copy_(torch.tensor(weight[None], dtype=head.weight.dtype))
         head.bias.fill_(bias)
