@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -195,3 +196,24 @@ def test_ui_command_says_in_one_line_when_it_cannot_start(notes: Path, tmp_path:
     assert len(taken.stderr.strip().splitlines()) == 1
     missing = cli("ui", "--corpus", str(tmp_path / "nowhere"), env={})
     assert missing.returncode == 2 and "notes folder not found" in missing.stderr
+
+
+def test_practice_tab_grades_an_answer_and_saves_the_chosen_rating(
+    searcher: Searcher, env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(searcher, "settings", replace(searcher.settings, answered_above=0.0))
+    app = app_with(None, monkeypatch)  # no language model: the lexical + embedding grade
+    assert not app.exception, app.exception
+    question = next(m for m in texts(app.markdown) if m.startswith("#### 问："))
+    assert [m.label for m in app.metric][:2] == ["Due today", "New"]
+    app.text_area(key="practice_answer_text").set_value("我不知道")
+    app.button[0].click().run()  # the form's Grade button
+    assert not app.exception, app.exception
+    assert any("Again" in e.value for e in app.error)  # "I don't know" is Again, without a model
+    assert app.radio(key="practice_rating").value == "again"
+    app.radio(key="practice_rating").set_value("hard")
+    app.button(key="practice_save").click().run()
+    assert not app.exception, app.exception
+    state = json.loads((env / "practice.json").read_text(encoding="utf-8"))
+    assert [log["rating"] for log in state["logs"]] == [2]  # Hard, the override, was saved
+    assert next(m for m in texts(app.markdown) if m.startswith("#### 问：")) != question  # the next card

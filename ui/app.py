@@ -3,7 +3,8 @@ were found. Start it with `mianjing ui`; it reads the same MIANJING_* settings a
 
 Reads top to bottom: settings -> sidebar choices -> searcher and model (loaded once, shared by tabs) ->
 sidebar status and index management -> chat (history, chat_input, `Conversation.ask`, answer + sources,
-feedback) -> retrieval explorer. Without a language model the chat shows the passages found instead.
+feedback) -> practice (ui/practice_tab.py) -> retrieval explorer. Without a language model the chat
+shows the passages found instead.
 
 Does not: retrieve or answer in any way of its own (it calls `assistant`, as the CLI does), or send
 anything anywhere (`mianjing ui` binds to localhost and turns Streamlit's usage statistics off).
@@ -26,7 +27,7 @@ from assistant.answer import Conversation  # noqa: E402
 from assistant.settings import from_env  # noqa: E402
 from ingest.load import CorpusError  # noqa: E402
 from retriever.search import MODES  # noqa: E402
-from ui import feedback, render, resources  # noqa: E402
+from ui import feedback, practice_tab, render, resources  # noqa: E402
 
 st.set_page_config(page_title="mianjing 面经", page_icon="📒", layout="wide")
 settings = from_env()
@@ -116,7 +117,7 @@ def reply_to(question: str, turn_id: int, on_text: Callable[[str], None]) -> ren
     return render.Turn(turn_id, question, result, result.pointers)
 
 
-chat, explorer = st.tabs(["💬 Chat", "🔎 Retrieval explorer"])
+chat, practising, explorer = st.tabs(["💬 Chat", "🎯 Practice", "🔎 Retrieval explorer"])
 
 # Chat: the history, then a new question answered from the notes, streamed
 with chat:
@@ -155,6 +156,10 @@ with chat:
                         render.rewritten(turn)
                     render.reply(turn, read_note)
                     render.votes(turn, vote)
+
+# Practice: a due card from the notes, the answer graded against them, the review saved (FSRS)
+with practising:
+    practice_tab.show(searcher, settings, model)
 
 # Retrieval explorer: ranked passages with every retriever's score and rank; needs no language model
 with explorer:

@@ -25,7 +25,7 @@ from assistant.settings import Settings, from_env  # noqa: E402
 from eval.dataset import read_questions  # noqa: E402
 from ingest.load import CorpusError  # noqa: E402
 from retriever.search import MODES, Result, as_json  # noqa: E402
-from ui import practice as practice_  # noqa: E402
+from ui import practice_cli as practice_  # noqa: E402
 
 if TYPE_CHECKING:
     from assistant.answer import Answer
