@@ -97,14 +97,24 @@ def answer(
     settings = settings or searcher.settings
     began = time.perf_counter()
     # Step 1: a follow-up becomes a standalone question, using the conversation so far
-    standalone = rewrite(question, history, model) if history else question
+    standalone = rewrite(question, history, model, style=settings.answer_style) if history else question
     timings = {"rewrite": _ms(began)} if history else {}
     # Step 2: retrieve
     result = searcher.search(standalone, mode=settings.mode, k=settings.k)
     timings["retrieve"] = result.timings_ms["total"]
     # Step 3: choose passages: answering ones first, best first
     chosen = [h.chunk for h in result.hits if h.chunk.has_answer][: settings.n_passages]
-    shown = prompt.passages(chosen, standalone, max_chars=settings.passage_chars, known=known)
+    style = settings.answer_style
+    known = known if style == "window" else ()  # evidence is numbered from [1] in every answer
+    shown = prompt.passages(
+        chosen,
+        standalone,
+        max_chars=settings.passage_chars,
+        known=known,
+        style=style,
+        context=settings.evidence_context,
+        similar=_similar(searcher) if settings.mode != "bm25" else None,
+    )
     # Step 4: refuse before generating when the notes cannot hold the answer
     early = gate_terms(standalone, searcher.index, settings.unknown_terms) or (
         "" if shown else "no passage found"
@@ -112,7 +122,7 @@ def answer(
     # Step 5: prompt; Step 6: generate, streamed
     generated, sent, first_token, speed = "", "", 0.0, 0.0
     if not early:
-        messages = prompt.messages(standalone, shown, history, known)
+        messages = prompt.messages(standalone, shown, history, known, style=style)
         generated, first_token, speed = _generate(model, messages, on_text)
         sent = messages[-1][1]
     # Step 7: the model's own refusal, or an answer the passages do not support; a sure passage is quoted
@@ -120,7 +130,20 @@ def answer(
     verdict = decide(question, standalone, early, generated, support, shown, result.hits, settings)
     # Step 8: citations, with attribution for sentences the model left uncited
     source = shown[:1] if verdict.quoted else shown
-    sentences = cite.attribute(verdict.text if verdict.quoted else generated, {p.n: p.text for p in source})
+    texts = {p.n: p.text for p in source}
+    sentences = cite.attribute(verdict.text if verdict.quoted else generated, texts)
+    if style == "evidence" and generated and not verdict.refused and not verdict.quoted:
+        # Step 9: every mark checked against its evidence and moved to the evidence restated
+        sentences = cite.verify(
+            sentences, texts, similar=_restates(searcher) if settings.mode != "bm25" else None
+        )
+        verdict = _checked(verdict, sentences, question, standalone, shown, result.hits, settings)
+        if not verdict.refused and not verdict.quoted:
+            text, sentences = cite.render(generated, sentences)
+            verdict = Verdict(text, False, "")
+        else:
+            source = shown[:1] if verdict.quoted else shown
+            sentences = cite.attribute(verdict.text, {p.n: p.text for p in source}) if verdict.quoted else []
     timings.update(first_token=first_token, total=_ms(began))
     return Answer(
         question=question,
@@ -131,7 +154,7 @@ def answer(
         quoted=verdict.quoted,
         citations=[] if verdict.refused else _citations(sentences, source),
         passages=shown,
-        sentences=sentences if generated else [],
+        sentences=sentences if generated else [],  # verified (evidence style): flags unsupported ones
         pointers=result.hits[:3],
         diagnostics=Diagnostics(generated, sent, round(support, 3), timings, round(speed, 2)),
     )
@@ -167,6 +190,31 @@ def decide(
     return Verdict(prompt.refusal(question), True, reason)
 
 
+def _checked(
+    verdict: Verdict,
+    sentences: list[cite.Sentence],
+    question: str,
+    standalone: str,
+    shown: list[prompt.Passage],
+    hits: list[Hit],
+    settings: Settings,
+) -> Verdict:
+    """After `cite.verify`: an answer whose sentences mostly restate no evidence (by characters; English
+    ones judged across languages) is the model's own knowledge, not the notes': quote or refuse, as
+    `decide` does."""
+    judged = [s for s in sentences if s.supported is not None]
+    weight = sum(len(s.text) for s in judged)
+    unsupported = sum(len(s.text) for s in judged if not s.supported)
+    if not weight or unsupported / weight <= 0.5:
+        return verdict
+    reason = f"most of the answer restates no evidence ({unsupported / weight:.0%} of its text)"
+    if _closeness(hits) >= settings.quote_above:
+        return Verdict(
+            prompt.quote(standalone, shown[0]), False, f"{reason}; quoted [1] instead", quoted=True
+        )
+    return Verdict(prompt.refusal(question), True, reason)
+
+
 def gate_terms(question: str, index: Index, share: float) -> str:
     """A refusal reason when at least `share` of the question's technical terms occur nowhere in the notes;
     "" otherwise. Technical terms are those with two capitals or a digit (DoRA, FP8, BLIP-2); only when
@@ -186,16 +234,43 @@ def _opens(question: str, term: str) -> bool:
     return not before or before[-1] in ".?!。？！"
 
 
-def rewrite(question: str, history: Sequence[tuple[str, str]], model: ChatModel) -> str:
+def rewrite(
+    question: str, history: Sequence[tuple[str, str]], model: ChatModel, *, style: str = "window"
+) -> str:
     """A follow-up ("那 ZeRO-3 呢？", "why is that?") -> a standalone question, by the model.
 
     The request continues the conversation's own messages, so llama.cpp reuses their evaluated prefix.
     """
     ask = f"（这一步不回答问题）把追问“{question}”改写成一个不依赖上文、意思完整的问题，只输出改写后的问题。"
-    lines = model.complete(prompt.history_messages(history) + [("user", ask)]).strip().splitlines()
+    request = prompt.history_messages(history, style=style) + [("user", ask)]
+    lines = model.complete(request).strip().splitlines()
     text = lines[0].strip().strip('“”"「」') if lines else ""
     text = re.sub(r"^(改写后的问题|问题|Question)[:：]\s*", "", text)
     return text if 2 <= len(text) <= 200 else question
+
+
+def _similar(searcher: Searcher) -> Callable[[str, Sequence[str]], Sequence[float]]:
+    """e5 cosine of the question and each text: ranks evidence when the question shares no word with a
+    passage (an English question over Chinese notes)."""
+
+    def similar(question: str, texts: Sequence[str]) -> Sequence[float]:
+        embedder = searcher.embedder
+        vectors = embedder.passages(list(texts))
+        return [float(v) for v in vectors @ embedder.query(question)]
+
+    return similar
+
+
+def _restates(searcher: Searcher) -> Callable[[str, Sequence[str]], Sequence[float]]:
+    """e5 cosine of an answer sentence and each piece of evidence (both embedded alike, as the eval's
+    cross-lingual support check): an English sentence restating Chinese notes shares no words with them."""
+
+    def similar(sentence: str, texts: Sequence[str]) -> Sequence[float]:
+        embedder = searcher.embedder
+        mine = embedder.query(sentence)
+        return [float(embedder.query(t) @ mine) for t in texts]
+
+    return similar
 
 
 def _generate(
@@ -286,6 +361,7 @@ def as_json(result: Answer) -> dict:
         "passages": [p.chunk.id for p in result.passages],
         "pointers": [{"id": h.chunk.id, "heading": " > ".join(h.chunk.heading)} for h in result.pointers],
         "uncited_sentences": [s.text.strip() for s in result.sentences if not s.numbers],
+        "unsupported_sentences": [s.text.strip() for s in result.sentences if s.supported is False],
         "timings_ms": result.diagnostics.timings_ms,
         "tokens_per_s": result.diagnostics.tokens_per_s,
     }

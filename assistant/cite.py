@@ -6,6 +6,10 @@
   RAGFlow does after generation; a sentence that matches no passage stays visibly uncited.
 - `support` is the share of the answer's bigrams found in the passages: an answer written from the model's
   own knowledge, not from the notes, scores low (used by the refusal gate).
+- `verify` checks every sentence against the evidence it cites and moves its mark to the evidence it
+  actually restates; a sentence no evidence supports loses its marks and is flagged; `render` writes the
+  answer again with exactly those marks, so no mark is shown without a target. English sentences over
+  Chinese notes share no words with them: their support is e5 similarity (`similar`), not overlap.
 
 Does not: judge whether a cited passage really entails the sentence (that is the eval's faithfulness).
 """
@@ -13,7 +17,7 @@ Does not: judge whether a cited passage really entails the sentence (that is the
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from ingest.chunk import sentence_spans
@@ -29,6 +33,8 @@ class Sentence:
     end: int
     cited: tuple[int, ...]  # passage numbers the model wrote
     attributed: tuple[int, ...] = ()  # passage numbers found by overlap, when the model wrote none
+    supported: bool | None = None  # after `verify`: some evidence supports it (None: not checked)
+    moved: bool = False  # after `verify`: its mark was moved to the evidence it restates
 
     @property
     def numbers(self) -> tuple[int, ...]:
@@ -103,3 +109,73 @@ def support(answer: str, passages: list[str]) -> float:
         return 0.0
     theirs = set().union(*(bigrams(p) for p in passages)) if passages else set()
     return len(mine & theirs) / len(mine)
+
+
+LEXICAL = 0.5  # share of a sentence's overlap units found in evidence that supports it
+CROSS_LINGUAL = 0.85  # e5 cosine at which an English sentence restates a piece of evidence (set a priori)
+Similar = Callable[[str, Sequence[str]], Sequence[float]]  # (sentence, evidence texts) -> one score each
+
+
+def is_english(text: str) -> bool:
+    """More than twice as many Latin words as CJK characters: "KV Cache 是什么" is Chinese."""
+    words = len(re.findall(r"[A-Za-z][\w'-]*", text))
+    return words > 2 * len(re.findall(r"[\u3400-\u9fff]", text))
+
+
+def verify(
+    found: list[Sentence],
+    passages: dict[int, str],
+    *,
+    similar: Similar | None = None,
+    lexical: float = LEXICAL,
+    cross: float = CROSS_LINGUAL,
+) -> list[Sentence]:
+    """Each sentence with the numbers of the evidence that supports it: its own marks where their
+    evidence supports it, else the evidence that supports it best (moved), else no number and
+    supported=False. Sentences too short to judge (< 4 overlap units, e.g. "是的。") keep their marks."""
+    grams = {n: bigrams(text) for n, text in passages.items()}
+    out = []
+    for s in found:
+        mine = bigrams(s.text)
+        english = is_english(strip_marks(s.text))
+        if english and similar is not None and passages:
+            order = list(passages)
+            scores = dict(zip(order, similar(strip_marks(s.text), [passages[n] for n in order]), strict=True))
+            ok = {n for n, v in scores.items() if v >= cross}
+        elif len(mine) >= 4 and passages:
+            scores = {n: len(mine & g) / len(mine) for n, g in grams.items()}
+            ok = {n for n, v in scores.items() if v >= lexical}
+        else:
+            out.append(s)
+            continue
+        own = tuple(n for n in s.numbers if n in ok)
+        if own:  # the model's marks (or the attribution) hold where their evidence supports the sentence
+            cited, attributed = (own, ()) if s.cited else ((), own)
+            out.append(Sentence(s.text, s.start, s.end, cited, attributed, True))
+        elif ok:
+            best = (max(ok, key=lambda n: scores[n]),)
+            cited, attributed = (best, ()) if s.cited else ((), best)
+            out.append(Sentence(s.text, s.start, s.end, cited, attributed, True, moved=bool(s.numbers)))
+        else:
+            out.append(Sentence(s.text, s.start, s.end, (), (), False, moved=bool(s.numbers)))
+    return out
+
+
+def render(answer: str, found: list[Sentence]) -> tuple[str, list[Sentence]]:
+    """`answer` written again from its verified sentences (`found`, with offsets in `answer`), each ending
+    with exactly its numbers before its closing punctuation ("……计算 [1]。"); what lies between sentences
+    (line breaks, spaces) is kept. Returns the text and the sentences with their offsets in it."""
+    text, out, at = "", [], 0
+    for s in found:
+        raw = strip_marks(s.text)
+        lead, trail, body = raw[: len(raw) - len(raw.lstrip())], raw[len(raw.rstrip()) :], raw.strip()
+        end = re.search(r"[。！？；.!?;]+[”’\"')）]*$", body)
+        core, tail = (body[: end.start()], end.group(0)) if end else (body, "")
+        marks = "".join(f"[{n}]" for n in s.numbers)
+        piece = f"{core.rstrip()} {marks}{tail}" if marks else f"{core.rstrip()}{tail}"
+        text += strip_marks(answer[at : s.start]) + lead
+        start = len(text)
+        text += piece + trail
+        at = s.end
+        out.append(Sentence(piece, start, start + len(piece), s.cited, s.attributed, s.supported, s.moved))
+    return text + strip_marks(answer[at:]), out

@@ -1,5 +1,10 @@
-"""The answer prompt: a fixed system message (rules + one worked example), then numbered passages and the
+"""The answer prompt: a fixed system message (rules + one worked example), then numbered evidence and the
 question, with the key rule repeated last.
+
+Two styles (setting `answer_style`): "evidence" (default) shows, of each chosen passage, the atoms that best
+answer the question with ~150 characters around them (assistant/evidence.py), numbered from [1] in every
+answer, and asks the model to restate them; "window" is the earlier prompt: the 250-character window of
+each passage sharing most words with the question, numbers counting on across a conversation.
 
 Everything that does not change between questions sits in the system message, first: llama.cpp keeps the
 evaluated prefix, so the rules and the example cost prompt time once per process, not once per question.
@@ -11,12 +16,16 @@ Does not: call the model, or decide whether to refuse (answer.py does).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from assistant import evidence
+from assistant.cite import is_english
 from ingest.chunk import Chunk, sentence_spans
 from retriever.tokenize import bigrams
+
+STYLES = ("evidence", "window")
+__all__ = ["is_english"]  # re-exported: callers ask prompt whether a question is English
 
 REFUSAL_ZH = "笔记中没有相关内容。"
 REFUSAL_EN = "The notes do not cover this."
@@ -38,6 +47,15 @@ SYSTEM = f"""你是面试笔记助手，只根据给出的笔记片段回答问�
 问题：KV Cache 为什么能加速推理？
 回答：KV Cache 缓存了历史 token 的 K 和 V，生成新 token 时不必重复计算 [1]。它是用显存换时间 [1]。"""
 
+SYSTEM_EVIDENCE = f"""你是面试笔记助手。用户给出一个问题和从他笔记中摘出的几段编号证据。
+请直接回答问题，只用证据里写的内容。
+要求：
+1. 回答 1 到 4 句，说清楚要点；不要抄证据的标题，不要重复问题，不要写“证据”“问题”等字样。
+2. 每句话末尾用 [编号] 标出它依据的证据，例如 [1]。
+3. 不要加入证据以外的知识，不要编造公式或数字；不要把两条证据的内容拼成一句话。
+4. 用提问的语言回答：中文问题用中文，英文问题用英文。
+5. 如果所有证据都和问题无关，只回答“{REFUSAL_ZH}”（英文问题回答 “{REFUSAL_EN}”）。"""
+
 
 @dataclass(frozen=True)
 class Passage:
@@ -48,12 +66,6 @@ class Passage:
     @property
     def heading(self) -> str:
         return " > ".join(self.chunk.heading[1:]) or self.chunk.source
-
-
-def is_english(text: str) -> bool:
-    """More than twice as many Latin words as CJK characters: "KV Cache 是什么" is Chinese."""
-    words = len(re.findall(r"[A-Za-z][\w'-]*", text))
-    return words > 2 * len(re.findall(r"[\u3400-\u9fff]", text))
 
 
 def refusal(question: str) -> str:
@@ -85,9 +97,22 @@ def window(text: str, question: str, max_chars: int) -> str:
 
 
 def passages(
-    chunks: list[Chunk], question: str, *, max_chars: int, known: Sequence[Passage] = ()
+    chunks: list[Chunk],
+    question: str,
+    *,
+    max_chars: int,
+    known: Sequence[Passage] = (),
+    style: str = "evidence",
+    context: int = evidence.CONTEXT,
+    similar: evidence.Similar | None = None,
 ) -> list[Passage]:
-    """Number the chosen chunks; a chunk already shown earlier in the conversation keeps its number."""
+    """Number the chosen chunks. Style "evidence": [1], [2] … in every answer, each the chunk's evidence
+    for the question; style "window": a chunk already shown earlier in the conversation keeps its number."""
+    if style == "evidence":
+        return [
+            Passage(n, chunk, evidence.select(chunk.text, question, context=context, similar=similar))
+            for n, chunk in enumerate(chunks, 1)
+        ]
     earlier = {p.chunk.id: p for p in known}
     n = max((p.n for p in known), default=0)
     out = []
@@ -99,9 +124,20 @@ def passages(
     return out
 
 
-def user_message(question: str, shown: list[Passage], known: Sequence[Passage] = ()) -> str:
-    """New passages in full; passages already in the conversation by number only, so a follow-up
-    that lands on the same passages adds a few tokens to the prompt instead of hundreds."""
+def user_message(
+    question: str, shown: list[Passage], known: Sequence[Passage] = (), *, style: str = "window"
+) -> str:
+    """Style "window": new passages in full; passages already in the conversation by number only, so a
+    follow-up that lands on the same passages adds a few tokens to the prompt instead of hundreds.
+    Style "evidence": every piece of evidence in full, under this answer's own numbers."""
+    if style == "evidence":
+        blocks = "\n".join(f"[{p.n}]（{p.heading}）\n{p.text}\n" for p in shown)
+        rule = (
+            "Answer in English in 1-4 sentences from the evidence, each ending with its [number]."
+            if is_english(question)
+            else "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
+        )
+        return f"问题：{question}\n\n证据：\n{blocks}\n{rule}\n问题：{question}\n回答："
     fresh = [p for p in shown if p not in known]
     blocks = "".join(f"[{p.n}] {p.heading}\n{p.text}\n" for p in fresh)
     again = "、".join(f"[{p.n}]" for p in shown if p in known)
@@ -115,9 +151,9 @@ def user_message(question: str, shown: list[Passage], known: Sequence[Passage] =
     return f"{head}{also}问题：{question}\n{rule}\n回答："
 
 
-def history_messages(history: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+def history_messages(history: Sequence[tuple[str, str]], *, style: str = "window") -> list[tuple[str, str]]:
     """The system message and the conversation so far: the shared prefix of every prompt in a chat."""
-    return [("system", SYSTEM), *history]
+    return [("system", SYSTEM_EVIDENCE if style == "evidence" else SYSTEM), *history]
 
 
 def messages(
@@ -125,6 +161,10 @@ def messages(
     shown: list[Passage],
     history: Sequence[tuple[str, str]] = (),
     known: Sequence[Passage] = (),
+    *,
+    style: str = "window",
 ) -> list[tuple[str, str]]:
     """(role, text) pairs: system, earlier turns, then this turn's passages and question."""
-    return history_messages(history) + [("user", user_message(question, shown, known))]
+    return history_messages(history, style=style) + [
+        ("user", user_message(question, shown, known, style=style))
+    ]

@@ -52,7 +52,9 @@ class Settings:
     max_tokens: int = 256  # longest answer
     llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
     n_passages: int = 3  # passages in the prompt
-    passage_chars: int = 250  # longest passage text in the prompt
+    answer_style: str = "evidence"  # evidence: restate each passage's best atoms; window: the earlier prompt
+    evidence_context: int = 150  # answer_style evidence: characters of the note kept around the best atom
+    passage_chars: int = 250  # answer_style window: longest passage text in the prompt
     min_support: float = 0.4  # refuse an answer with less of its text found in the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is not in the notes
     quote_above: float = 0.915  # e5 cosine of the best passage above which an unsupported answer quotes it
@@ -66,6 +68,10 @@ class Settings:
                 raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if self.max_tokens < 1 or self.n_ctx < 1 or self.history_turns < 0:
             raise ValueError("max_tokens and n_ctx must be at least 1, history_turns at least 0")
+        if self.answer_style not in ("evidence", "window"):
+            raise ValueError(f"answer_style must be evidence or window (got {self.answer_style!r})")
+        if self.evidence_context < 0:
+            raise ValueError(f"evidence_context must be at least 0 (got {self.evidence_context})")
         if self.new_per_day < 0:
             raise ValueError(f"new_per_day must be at least 0 (got {self.new_per_day})")
 

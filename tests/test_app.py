@@ -100,7 +100,8 @@ def test_feedback_is_appended_as_jsonl(
     lines = [json.loads(line) for line in (env / "feedback.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [line["vote"] for line in lines] == ["up", "down"]
     assert lines[0]["question"] == lines[0]["standalone_question"] == "KV Cache 是什么？"
-    assert lines[0]["answer"] == KV_ANSWER and lines[0]["cited_ids"][0].startswith("heading.md#")
+    shown = "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。它用显存换时间 [1]。"  # every sentence marked
+    assert lines[0]["answer"] == shown and lines[0]["cited_ids"][0].startswith("heading.md#")
     assert set(lines[0]) >= {"time", "refused", "llm", "corpus"}
 
 
@@ -217,3 +218,13 @@ def test_practice_tab_grades_an_answer_and_saves_the_chosen_rating(
     state = json.loads((env / "practice.json").read_text(encoding="utf-8"))
     assert [log["rating"] for log in state["logs"]] == [2]  # Hard, the override, was saved
     assert next(m for m in texts(app.markdown) if m.startswith("#### 问：")) != question  # the next card
+
+
+def test_a_sentence_no_evidence_restates_is_grey_and_unmarked(
+    searcher: Searcher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    invented = "量子计算机可以让注意力机制快一万倍 [1]。"
+    app = ask(app_with(ScriptedModel(KV_ANSWER + invented), monkeypatch), "KV Cache 是什么？")
+    answer = next(m for m in texts(app.markdown) if "推理时缓存" in m)
+    assert ":gray[量子计算机可以让注意力机制快一万倍。]" in answer  # its [1] removed: nothing supports it
+    assert any("restate none of your notes" in c for c in texts(app.caption))

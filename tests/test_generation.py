@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -289,13 +290,17 @@ def test_key_points_and_citation_precision_need_no_judge(notes: Path, tmp_path: 
         from_env(corpus=notes, index=tmp_path / "ix"), warn=lambda _: None, embedder=HashEmbedder()
     )
     answer = "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。量子计算机用叠加态加速一切 [1]。见 [9]。"
-    report = generation_report(searcher, ScriptedModel(answer), items, NO_QUOTES, judge="none")
+    raw = replace(NO_QUOTES, answer_style="window")  # the marks as the model wrote them
+    report = generation_report(searcher, ScriptedModel(answer), items, raw, judge="none")
     a1 = report["rows"][0]
     assert a1["key_point_recall"] == pytest.approx(2 / 3)  # 显存 is not stated
     assert a1["citation_precision"] == 0.5  # the second marked sentence is not in passage [1]
     assert a1["marks_without_target"] == 1 and report["answerable"]["marks_without_target"] == 1
     assert report["answerable"]["key_point_recall"] == round(2 / 3, 4)  # means are rounded to 4 places
     assert report["rows"][1]["key_point_recall"] is None  # unanswerable: no key points
+    # evidence style: the unsupported sentence loses its mark, the mark without a target is not shown
+    checked = generation_report(searcher, ScriptedModel(answer), items, NO_QUOTES, judge="none")["rows"][0]
+    assert checked["citation_precision"] == 1.0 and checked["marks_without_target"] == 0
 
 
 def test_bad_key_points_are_a_dataset_problem(notes: Path, tmp_path: Path) -> None:

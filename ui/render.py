@@ -121,6 +121,20 @@ def passage(chunk: Chunk, shown: str, read: NoteReader, *, cited: bool = True) -
     st.caption(f"`{chunk.source}` characters {chunk.start}–{chunk.end} · id `{chunk.id}`")
 
 
+def grey_unsupported(text: str, sentences: list[cite.Sentence]) -> str:
+    """`text` with each sentence that no evidence supports (after `cite.verify`) set in grey, when its
+    offsets still point at it and it is one line without brackets (which would end the markup).
+
+    >>> grey_unsupported("有依据 [1]。没有依据。", [cite.Sentence("没有依据。", 8, 13, (), (), False)])
+    '有依据 [1]。:gray[没有依据。]'
+    """
+    for s in sorted(sentences, key=lambda s: s.start, reverse=True):
+        piece = text[s.start : s.end]
+        if s.supported is False and piece == s.text and not any(c in piece for c in "[]\n"):
+            text = f"{text[: s.start]}:gray[{piece}]{text[s.end :]}"
+    return text
+
+
 def sources(result: Answer, turn: int, read: NoteReader) -> None:
     """The prompt's passages, cited ones first and open, each under the anchor its `[n]` links to."""
     cited = {c.n for c in result.citations}
@@ -156,8 +170,12 @@ def answer(result: Answer, turn: int, read: NoteReader) -> None:
         return
     if result.quoted:  # the model's own answer was unusable: the text quotes a passage
         st.caption(f"⚠ {result.reason}")
-    st.markdown(link_citations(result.text, turn, {p.n for p in result.passages}))
-    uncited = [s.text.strip() for s in result.sentences if not s.numbers]
+    shown = grey_unsupported(result.text, result.sentences)
+    st.markdown(link_citations(shown, turn, {p.n for p in result.passages}))
+    unsupported = [s.text.strip() for s in result.sentences if s.supported is False]
+    uncited = [s.text.strip() for s in result.sentences if not s.numbers and s.supported is not False]
+    if unsupported:
+        st.caption(f"⚠ {len(unsupported)} sentence(s) in grey restate none of your notes")
     if uncited:
         st.caption(f"⚠ {len(uncited)} sentence(s) without a source: {uncited[0][:80]}")
     sources(result, turn, read)

@@ -1,0 +1,74 @@
+"""Evidence: the part of a chosen passage the answer restates — the sentence, list item, table or formula
+that best answers the question, with about `context` characters of the note on each side.
+
+The bundled 1.5B restates tight evidence well and loses the point in long passages (a probe on questions
+the project had not seen: key points found 0.59 with the answering sentence alone, 0.73 with ~150
+characters around it, 0.57 with ~400). The evidence is made of whole atoms (`ingest.chunk.atoms`:
+sentences and list items, with tables, fenced code and $$ formulas each one atom), so a table, a list item
+or a formula is never cut in half.
+
+Scoring an atom: the character bigrams and English words it shares with the question
+(`retriever.tokenize.bigrams`). An English question shares at most a term or two with Chinese notes, so
+for it (and whenever no atom shares a word) the `similar` callback (e5 similarity, from the answer
+pipeline) ranks the atoms instead, when given; else the lexical order, else the passage's start.
+
+Does not: choose the passages (retrieval and answer.py do) or number them (prompt.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from assistant.cite import is_english
+from ingest.chunk import atoms
+from retriever.tokenize import bigrams
+
+CONTEXT = 150  # characters of the note kept on each side of the best atom
+LONGEST = 900  # evidence longer than this keeps the best atom and less context
+
+Similar = Callable[[str, Sequence[str]], Sequence[float]]  # (question, texts) -> one score per text
+
+
+def best_atom(text: str, question: str, spans: list[tuple[int, int]], similar: Similar | None) -> int:
+    """Index in `spans` of the atom that best answers `question`."""
+    want = bigrams(question)
+    shared = [len(bigrams(text[a:b]) & want) for a, b in spans]
+    if max(shared, default=0) > 0 and (similar is None or not is_english(question)):
+        # ties go to the longer atom: a heading restating the question shares as much as its answer
+        return max(range(len(spans)), key=lambda i: (shared[i], spans[i][1] - spans[i][0]))
+    if similar is not None and spans:
+        scores = list(similar(question, [text[a:b] for a, b in spans]))
+        return max(range(len(spans)), key=lambda i: scores[i])
+    return 0
+
+
+def select(
+    text: str,
+    question: str,
+    *,
+    context: int = CONTEXT,
+    longest: int = LONGEST,
+    similar: Similar | None = None,
+) -> str:
+    """The evidence of `text` for `question`: its best atom and the whole atoms within `context`
+    characters on each side (room unused at one edge of the passage goes to the other side)."""
+    spans = atoms(text)
+    if not spans:
+        return text.strip()
+    best = best_atom(text, question, spans, similar)
+    start, end = spans[best]
+    budget = max(0, min(2 * context, longest - (end - start)))
+    lo = hi = best
+    while True:  # one atom at a time, on the side with less context so far, within the budget
+        used = spans[hi][1] - spans[lo][0] - (end - start)
+        left = spans[lo][0] - spans[lo - 1][0] if lo > 0 else None
+        right = spans[hi + 1][1] - spans[hi][1] if hi + 1 < len(spans) else None
+        can_left = left is not None and used + left <= budget
+        can_right = right is not None and used + right <= budget
+        if not (can_left or can_right):
+            break
+        if can_left and (not can_right or start - spans[lo][0] <= spans[hi][1] - end):
+            lo -= 1
+        else:
+            hi += 1
+    return text[spans[lo][0] : spans[hi][1]].strip()

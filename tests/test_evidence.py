@@ -1,0 +1,108 @@
+"""Evidence selection (assistant/evidence.py) and citation checking (assistant/cite.py verify/render)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from assistant import cite, evidence
+
+FILLER = "这一段讲的是别的内容，和问题没有关系，只是为了让片段变长一些。"
+
+TABLE = (
+    "# 归一化\n" + FILLER * 3 + "\n对比如下：\n"
+    "| 方法 | 归一化维度 | 适用 |\n"
+    "| --- | --- | --- |\n"
+    "| BatchNorm | batch 维 | CNN |\n"
+    "| LayerNorm | 特征维 | Transformer |\n"
+    "| RMSNorm | 特征维，不减均值 | LLaMA |\n"
+    "总结完毕。\n" + FILLER * 4
+)
+
+LIST = (
+    FILLER * 3 + "\nLoRA 的优点：\n"
+    "1. 只训练低秩矩阵 A 和 B，参数量小。\n"
+    "2. 推理时可以把 BA 合并回原权重，没有额外延迟。\n"
+    "3. 不同任务换不同的 LoRA 模块。\n" + FILLER * 4
+)
+
+FORMULA = (
+    FILLER * 3 + "\n缩放点积注意力的公式：\n"
+    "$$\n"
+    "\\mathrm{Attention}(Q,K,V)=\\mathrm{softmax}\\left(\\frac{QK^T}{\\sqrt{d_k}}\\right)V\n"
+    "$$\n"
+    "除以根号 d_k 是为了防止点积过大。\n" + FILLER * 4
+)
+
+
+def test_a_table_that_answers_is_kept_whole() -> None:
+    got = evidence.select(TABLE, "RMSNorm 和 LayerNorm 的归一化维度有什么区别", context=40)
+    table = TABLE[TABLE.index("| 方法") : TABLE.index("总结完毕")].strip()
+    assert table in got  # header, separator and every row: never half a table
+    assert FILLER * 2 not in got
+
+
+def test_the_list_item_that_answers_comes_with_its_neighbours_whole() -> None:
+    got = evidence.select(LIST, "LoRA 推理时有额外延迟吗", context=60)
+    assert "2. 推理时可以把 BA 合并回原权重，没有额外延迟。" in got
+    lines = got.splitlines()
+    assert all(line in LIST.splitlines() or line in FILLER * 4 for line in lines)  # whole items only
+    assert FILLER * 2 not in got
+
+
+def test_a_formula_is_one_atom() -> None:
+    got = evidence.select(FORMULA, "注意力公式里为什么除以根号 d_k", context=80)
+    assert "除以根号 d_k 是为了防止点积过大。" in got
+    formula = FORMULA[FORMULA.index("$$") : FORMULA.rindex("$$") + 2]
+    assert formula in got  # within reach of the context: whole, never a half formula
+
+
+def test_room_unused_at_the_start_goes_after_the_answer() -> None:
+    text = "KV Cache 缓存历史 token 的 K 和 V。" + FILLER * 6
+    got = evidence.select(text, "KV Cache 缓存什么", context=50)
+    assert got.startswith("KV Cache 缓存历史") and 80 <= len(got) <= 140
+
+
+def test_a_question_sharing_no_word_is_ranked_by_similarity() -> None:
+    def similar(question: str, texts: Sequence[str]) -> list[float]:
+        return [1.0 if "没有额外延迟" in t else 0.0 for t in texts]
+
+    got = evidence.select(LIST, "Does LoRA slow down inference?", context=0, similar=similar)
+    assert got == "2. 推理时可以把 BA 合并回原权重，没有额外延迟。"
+    lexical = evidence.select(LIST, "Does LoRA slow down inference?", context=0)
+    assert lexical == "3. 不同任务换不同的 LoRA 模块。"  # without e5, the one shared word decides
+
+
+EVIDENCE = {
+    1: "ZeRO-2 切分优化器状态和梯度。",
+    2: "ZeRO-3 还切分模型参数，显存最省，但通信量更大。",
+}
+
+
+def verified(answer: str, similar: cite.Similar | None = None) -> tuple[str, list[cite.Sentence]]:
+    return cite.render(
+        answer, cite.verify(cite.sentences(answer, EVIDENCE.keys()), EVIDENCE, similar=similar)
+    )
+
+
+def test_a_mark_on_the_wrong_evidence_moves_to_the_one_restated() -> None:
+    text, sentences = verified("ZeRO-3 还切分模型参数，显存最省 [1]。ZeRO-2 切分优化器状态和梯度 [1]。")
+    assert text == "ZeRO-3 还切分模型参数，显存最省 [2]。ZeRO-2 切分优化器状态和梯度 [1]。"
+    assert [(s.numbers, s.moved, s.supported) for s in sentences] == [((2,), True, True), ((1,), False, True)]
+    assert [text[s.start : s.end] for s in sentences] == [s.text for s in sentences]
+
+
+def test_a_mark_without_target_is_never_shown_and_an_unsupported_sentence_is_flagged() -> None:
+    text, sentences = verified("ZeRO-2 切分优化器状态和梯度 [4]。\n- 量子计算让训练快一万倍 [2]。")
+    assert text == "ZeRO-2 切分优化器状态和梯度 [1]。\n- 量子计算让训练快一万倍。"
+    assert sentences[1].supported is False and sentences[1].numbers == ()
+    assert not cite.MARK.search(text.splitlines()[1])
+
+
+def test_an_english_sentence_is_judged_by_similarity() -> None:
+    def similar(sentence: str, texts: Sequence[str]) -> list[float]:
+        return [0.9 if "ZeRO-3" in t else 0.3 for t in texts]
+
+    text, sentences = verified("ZeRO-3 also partitions the parameters [1].", similar)
+    assert text == "ZeRO-3 also partitions the parameters [2]." and sentences[0].supported
+    text, sentences = verified("ZeRO-3 also partitions the parameters [1].", lambda s, t: [0.5, 0.5])
+    assert text == "ZeRO-3 also partitions the parameters." and sentences[0].supported is False
