@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from assistant.answer import Conversation, answer
+from assistant import cite
+from assistant.answer import Answer, Conversation, answer
+from assistant.cite import is_english
 from assistant.llm import Generator
 from assistant.retrieval import Searcher
 from assistant.settings import BUNDLED_CORPUS
 from eval.dataset import load_dataset, relevant
+from eval.generation import plain
+from eval.metrics import key_point_recall
 from tests.conftest import cli
 from tests.test_llm import smol_gguf  # noqa: F401  (fixture)
 
@@ -68,8 +73,10 @@ def qwen(bundled: Searcher) -> Generator:
     return Generator.of(bundled.settings)
 
 
-# Dev questions the 1.5B answers with a relevant citation (README, "Answers"); ids from eval/data/dev.jsonl.
-ANSWERABLE = ("d039", "d094", "d130")
+# Dev questions the 1.5B answers with a relevant citation and all key points, evidence-first (README,
+# "Answers"); ids from eval/data/dev.jsonl.
+ANSWERABLE = ("d086", "d094", "d115")
+ENGLISH = "d049"  # "How does Chatbot Arena rank models?": answered in English from the Chinese notes
 UNANSWERABLE = "d190"  # Python generators: not term-gated, so the model answers and the support gate refuses
 
 
@@ -78,15 +85,32 @@ def dev_items() -> dict[str, object]:
     return {item.id: item for item in items}
 
 
+def marks_have_targets(result: Answer) -> bool:
+    named = [n for m in cite.MARK.finditer(result.text) for n in cite.numbers(m.group(1))]
+    return all(n in {p.n for p in result.passages} for n in named)
+
+
 @pytest.mark.parametrize("item_id", ANSWERABLE)
 def test_bundled_model_answers_with_a_relevant_citation(
     bundled: Searcher, qwen: Generator, item_id: str
 ) -> None:
-    item = dev_items()[item_id]
-    result = answer(item.question, searcher=bundled, model=qwen, settings=bundled.settings)  # type: ignore[attr-defined]
+    item: Any = dev_items()[item_id]
+    result = answer(item.question, searcher=bundled, model=qwen, settings=bundled.settings)
     assert not result.refused, result.reason
     assert result.citations and {c.id for c in result.citations} <= {p.chunk.id for p in result.passages}
-    assert any(relevant(item, c.source, c.start, c.end) for c in result.citations)  # type: ignore[arg-type]
+    assert any(relevant(item, c.source, c.start, c.end) for c in result.citations)
+    assert key_point_recall(plain(result.text), item.key_points) >= 0.5, result.text
+    assert marks_have_targets(result) and [p.n for p in result.passages] == [1, 2, 3]
+
+
+def test_bundled_model_answers_an_english_question_from_chinese_notes(
+    bundled: Searcher, qwen: Generator
+) -> None:
+    item: Any = dev_items()[ENGLISH]
+    result = answer(item.question, searcher=bundled, model=qwen, settings=bundled.settings)
+    assert not result.refused and result.citations and is_english(result.text), result.text
+    assert any(relevant(item, c.source, c.start, c.end) for c in result.citations)
+    assert all(s.supported for s in result.sentences if s.numbers) and marks_have_targets(result)
 
 
 def test_bundled_model_refuses_what_the_notes_do_not_cover(bundled: Searcher, qwen: Generator) -> None:
