@@ -249,7 +249,7 @@ def rewrite(
     return text if 2 <= len(text) <= 200 else question
 
 
-def _similar(searcher: Searcher) -> Callable[[str, Sequence[str]], Sequence[float]]:
+def _similar(searcher: Searcher) -> cite.Similar:
     """e5 cosine of the question and each text: ranks evidence when the question shares no word with a
     passage (an English question over Chinese notes)."""
 
@@ -261,14 +261,19 @@ def _similar(searcher: Searcher) -> Callable[[str, Sequence[str]], Sequence[floa
     return similar
 
 
-def _restates(searcher: Searcher) -> Callable[[str, Sequence[str]], Sequence[float]]:
+def _restates(searcher: Searcher) -> cite.Similar:
     """e5 cosine of an answer sentence and each piece of evidence (both embedded alike, as the eval's
     cross-lingual support check): an English sentence restating Chinese notes shares no words with them."""
+
+    vectors: dict[str, Any] = {}  # each piece of evidence embedded once per answer, not once per sentence
 
     def similar(sentence: str, texts: Sequence[str]) -> Sequence[float]:
         embedder = searcher.embedder
         mine = embedder.query(sentence)
-        return [float(embedder.query(t) @ mine) for t in texts]
+        for t in texts:
+            if t not in vectors:
+                vectors[t] = embedder.query(t)
+        return [float(vectors[t] @ mine) for t in texts]
 
     return similar
 

@@ -111,7 +111,7 @@ def support(answer: str, passages: list[str]) -> float:
     return len(mine & theirs) / len(mine)
 
 
-LEXICAL = 0.5  # share of a sentence's overlap units found in evidence that supports it
+LEXICAL = 0.5  # share of a sentence's overlap units found in evidence that supports it (also the eval's)
 CROSS_LINGUAL = 0.85  # e5 cosine at which an English sentence restates a piece of evidence (set a priori)
 Similar = Callable[[str, Sequence[str]], Sequence[float]]  # (sentence, evidence texts) -> one score each
 

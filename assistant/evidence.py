@@ -17,16 +17,12 @@ Does not: choose the passages (retrieval and answer.py do) or number them (promp
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
-from assistant.cite import is_english
+from assistant.cite import Similar, is_english
 from ingest.chunk import atoms
 from retriever.tokenize import bigrams
 
 CONTEXT = 150  # characters of the note kept on each side of the best atom
 LONGEST = 900  # evidence longer than this keeps the best atom and less context
-
-Similar = Callable[[str, Sequence[str]], Sequence[float]]  # (question, texts) -> one score per text
 
 
 def best_atom(text: str, question: str, spans: list[tuple[int, int]], similar: Similar | None) -> int:

@@ -25,7 +25,6 @@ from ingest.chunk import Chunk, sentence_spans
 from retriever.tokenize import bigrams
 
 STYLES = ("evidence", "window")
-__all__ = ["is_english"]  # re-exported: callers ask prompt whether a question is English
 
 REFUSAL_ZH = "笔记中没有相关内容。"
 REFUSAL_EN = "The notes do not cover this."

@@ -32,15 +32,12 @@ from typing import Any
 
 from assistant import cite
 from assistant.answer import Answer, ChatModel, answer
-from assistant.prompt import is_english
+from assistant.cite import CROSS_LINGUAL, LEXICAL, is_english
 from assistant.retrieval import Searcher
 from assistant.settings import Settings
 from eval.dataset import Item, relevant, subset
 from eval.judge import JUDGE_TOKENS, METRICS, Judge, Score, similarity
 from eval.metrics import SCORES, key_point_recall, percentiles
-
-CROSS_LINGUAL = 0.85  # e5 cosine at which an English sentence restates a passage (set a priori, not tuned)
-LEXICAL = 0.5  # share of a sentence's overlap units found in a passage that supports it (as cite.attribute)
 
 
 def generation_report(

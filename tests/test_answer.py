@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from assistant import cite, prompt
-from assistant.answer import Conversation, answer, gate_terms
+from assistant.answer import Answer, Conversation, answer, gate_terms
 from assistant.retrieval import Searcher
-from assistant.settings import from_env
+from assistant.settings import Settings, from_env
 from tests.conftest import HashEmbedder
 
 
@@ -187,42 +187,15 @@ def test_english_question_gets_the_english_rule_and_refusal(searcher: Searcher) 
     assert "Answer in English" in model.sent[0][-1][1]
 
 
-def test_follow_up_is_rewritten_and_extends_the_conversation(searcher: Searcher) -> None:
+def follow_up(searcher: Searcher, settings: Settings) -> tuple[Conversation, Answer, Answer, str]:
+    """A question and its follow-up in one conversation; checks what every style shares (the rewrite,
+    the shared prompt prefix); returns the chat, both answers and the follow-up's user message."""
     model = ScriptedModel(
         "ZeRO-2 切分优化器状态和梯度 [1]。",
         "ZeRO-3 和 ZeRO-2 的区别是什么？",
         "ZeRO-3 还切分模型参数，显存最省 [1]。",
     )
     chat = Conversation()
-    first = chat.ask("ZeRO-2 切分什么？", searcher=searcher, model=model)
-    second = chat.ask("那 ZeRO-3 呢？", searcher=searcher, model=model)
-    assert (
-        second.standalone_question == "ZeRO-3 和 ZeRO-2 的区别是什么？"
-        and second.question == "那 ZeRO-3 呢？"
-    )
-    rewrite_request, final_prompt = model.sent[1], model.sent[2]
-    assert rewrite_request[:3] == final_prompt[:3]  # same prefix: system + the first turn
-    assert final_prompt[1:3] == list(Conversation.turn_of(first))
-    assert not second.refused
-    again = {p.chunk.id for p in first.passages} & {p.chunk.id for p in second.passages}
-    assert again, "the follow-up should land on passages of the first turn"
-    user = final_prompt[-1][1]
-    # every answer numbers its own evidence from [1] and shows it in full, also evidence seen before
-    assert [p.n for p in second.passages] == list(range(1, len(second.passages) + 1))
-    assert all(f"[{p.n}]（{p.heading}）\n{p.text}" in user for p in second.passages)
-    assert all(c.id in {p.chunk.id for p in second.passages} for c in second.citations)
-    chat.clear()
-    assert chat.messages == [] and chat.known == []
-
-
-def test_follow_up_in_the_window_style_refers_to_earlier_passages_by_number(searcher: Searcher) -> None:
-    model = ScriptedModel(
-        "ZeRO-2 切分优化器状态和梯度 [1]。",
-        "ZeRO-3 和 ZeRO-2 的区别是什么？",
-        "ZeRO-3 还切分模型参数，显存最省 [1]。",
-    )
-    chat = Conversation()
-    settings = replace(searcher.settings, answer_style="window")
     first = chat.ask("ZeRO-2 切分什么？", searcher=searcher, model=model, settings=settings)
     second = chat.ask("那 ZeRO-3 呢？", searcher=searcher, model=model, settings=settings)
     assert (
@@ -233,9 +206,25 @@ def test_follow_up_in_the_window_style_refers_to_earlier_passages_by_number(sear
     assert rewrite_request[:3] == final_prompt[:3]  # same prefix: system + the first turn
     assert final_prompt[1:3] == list(Conversation.turn_of(first))
     assert not second.refused
+    return chat, first, second, final_prompt[-1][1]
+
+
+def test_follow_up_is_rewritten_and_extends_the_conversation(searcher: Searcher) -> None:
+    chat, first, second, user = follow_up(searcher, searcher.settings)
+    again = {p.chunk.id for p in first.passages} & {p.chunk.id for p in second.passages}
+    assert again, "the follow-up should land on passages of the first turn"
+    # every answer numbers its own evidence from [1] and shows it in full, also evidence seen before
+    assert [p.n for p in second.passages] == list(range(1, len(second.passages) + 1))
+    assert all(f"[{p.n}]（{p.heading}）\n{p.text}" in user for p in second.passages)
+    assert all(c.id in {p.chunk.id for p in second.passages} for c in second.citations)
+    chat.clear()
+    assert chat.messages == [] and chat.known == []
+
+
+def test_follow_up_in_the_window_style_refers_to_earlier_passages_by_number(searcher: Searcher) -> None:
+    chat, first, second, user = follow_up(searcher, replace(searcher.settings, answer_style="window"))
     reused = [p for p in second.passages if p in first.passages]
     assert reused, "the follow-up should land on passages of the first turn"
-    user = final_prompt[-1][1]
     assert "前面的片段" in user and all(p.text not in user for p in reused)  # by number, not repeated
     assert {p.n for p in second.passages} >= {p.n for p in reused}
     assert all(c.id in {p.chunk.id for p in second.passages} for c in second.citations)
