@@ -1,7 +1,8 @@
 """Feedback on answers: one JSON line per 👍 / 👎, appended to `<index folder>/feedback.jsonl`.
 
-Each line: {"time", "vote" ("up" | "down"), "question", "standalone_question", "answer", "refused",
-"cited_ids", "llm", "corpus"}; a changed vote appends a new line, so the last line for a question wins.
+Each line: {"time", "vote" ("up" | "down"), "comment", "question", "standalone_question", "answer",
+"refused", "cited_ids", "llm", "corpus"}; a changed vote or comment appends a new line, so the last line
+for a question wins.
 The index folder already belongs to one notes folder, so feedback stays with the notes it judged.
 
 Does not: read feedback back or score it (eval can), or send it anywhere.
@@ -24,11 +25,12 @@ def path(settings: Settings) -> Path:
     return settings.index_dir / FILE
 
 
-def record(result: Answer, vote: str, settings: Settings) -> dict:
-    """The line written for `vote` on `result`."""
+def record(result: Answer, vote: str, settings: Settings, *, comment: str = "") -> dict:
+    """The line written for `vote` (and the person's `comment`) on `result`."""
     return {
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "vote": vote,
+        "comment": comment.strip(),
         "question": result.question,
         "standalone_question": result.standalone_question,
         "answer": result.text,
