@@ -63,8 +63,6 @@ def show(chunks: list[Chunk], shelf: render.Shelf, ask: Callable[[str], None]) -
 
 
 def _label(chunk: Chunk, section: str) -> str:
-    """The passage's headings below its section (the section itself when it has none)."""
-    below = (
-        chunk.heading[chunk.heading.index(section) + 1 :] if section in chunk.heading else chunk.heading[1:]
-    )
-    return " › ".join(below) or section
+    """The passage's headings below its section, else its first line."""
+    at = chunk.heading.index(section) + 1 if section in chunk.heading else 1
+    return " › ".join(chunk.heading[at:]) or notes.title(chunk.text) or section
