@@ -21,6 +21,16 @@ from retriever.index import IndexSettings
 BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 
 
+# The least value of each numeric setting that has one (a max_chars of 0 would never end a chunk, an rrf_k
+# of -1 would divide by zero).
+LEAST: dict[str, float] = {
+    **dict.fromkeys(("k", "candidates", "rerank_candidates", "n_passages", "passage_chars"), 1),
+    **dict.fromkeys(("embed_batch", "rerank_max_length", "max_chars", "n_ctx", "n_batch", "max_tokens"), 1),
+    **dict.fromkeys(("overlap", "min_chars", "rrf_k", "threads", "llm_threads", "history_turns"), 0),
+    **dict.fromkeys(("unanswered_weight", "temperature", "evidence_context", "new_per_day"), 0),
+}
+
+
 @dataclass(frozen=True)
 class Settings:
     corpus: Path = BUNDLED_CORPUS  # the notes folder (.md/.txt, recursive)
@@ -63,17 +73,14 @@ class Settings:
     new_per_day: int = 20  # new practice cards introduced per day (mianjing practice)
 
     def __post_init__(self) -> None:
-        for name in ("k", "candidates", "rerank_candidates", "n_passages", "passage_chars", "embed_batch"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
-        if self.max_tokens < 1 or self.n_ctx < 1 or self.history_turns < 0:
-            raise ValueError("max_tokens and n_ctx must be at least 1, history_turns at least 0")
+        for name, least in LEAST.items():
+            value = getattr(self, name)
+            if not value >= least:  # `not >=` also refuses NaN
+                raise ValueError(f"{name} must be at least {least} (got {value})")
+        if not self.llm_timeout > 0:
+            raise ValueError(f"llm_timeout must be more than 0 seconds (got {self.llm_timeout})")
         if self.answer_style not in ("evidence", "window"):
             raise ValueError(f"answer_style must be evidence or window (got {self.answer_style!r})")
-        if self.evidence_context < 0:
-            raise ValueError(f"evidence_context must be at least 0 (got {self.evidence_context})")
-        if self.new_per_day < 0:
-            raise ValueError(f"new_per_day must be at least 0 (got {self.new_per_day})")
 
     @property
     def index_dir(self) -> Path:

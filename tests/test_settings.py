@@ -81,6 +81,11 @@ def test_every_field_has_a_variable_and_values_parse() -> None:
         ({"MIANJING_MIN_SUPPORT": "lots"}, "MIANJING_MIN_SUPPORT=lots: not a number"),
         ({"MIANJING_K": "0"}, "k must be at least 1"),
         ({"MIANJING_K": "-5"}, "k must be at least 1"),
+        ({"MIANJING_MAX_CHARS": "0"}, "max_chars must be at least 1"),  # else chunking never ends
+        ({"MIANJING_OVERLAP": "-1"}, "overlap must be at least 0"),
+        ({"MIANJING_RRF_K": "-1"}, "rrf_k must be at least 0"),
+        ({"MIANJING_UNANSWERED_WEIGHT": "nan"}, "unanswered_weight must be at least 0"),
+        ({"MIANJING_LLM_TIMEOUT": "0"}, "llm_timeout must be more than 0"),
     ],
 )
 def test_bad_values_are_one_line_errors(environ: dict[str, str], message: str) -> None:
@@ -102,3 +107,31 @@ def test_an_empty_question_is_refused_before_anything_loads(args: tuple[str, ...
     out = cli(*args, env={"MIANJING_INDEX": str(tmp_path / "ix"), "MIANJING_LLM": str(tmp_path / "no.gguf")})
     assert out.returncode == 2 and "needs a" in out.stderr and not out.stdout
     assert not (tmp_path / "ix").exists()  # nothing was built for it
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"question": null}\n', ':1: "question" must be a non-empty string, not None'),
+        (b'{"question": "ok"}\n{"q": 1}\n', ':2: not a JSON object with a "question" field'),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe", ": not UTF-8 text"),
+    ],
+)
+def test_a_bad_questions_file_is_named_before_anything_loads(
+    content: bytes, message: str, tmp_path: Path
+) -> None:
+    questions = tmp_path / "questions.jsonl"
+    questions.write_bytes(content)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.md").write_text("# 显存\n\nKV Cache 占显存。\n", encoding="utf-8")
+    env = {"MIANJING_INDEX": str(tmp_path / "ix"), "MIANJING_CORPUS": str(tmp_path / "notes")}
+    out = cli("search", "--questions", str(questions), env=env)
+    assert out.returncode == 2 and out.stderr.startswith(f"mianjing: error: {questions}{message}")
+    assert out.stderr.count("\n") == 1 and not (tmp_path / "ix").exists()  # one line, nothing built
+
+
+def test_a_questions_file_may_start_with_a_bom(tmp_path: Path) -> None:
+    from eval.dataset import read_questions
+
+    (tmp_path / "q.jsonl").write_bytes('\ufeff{"question": "显存"}\n'.encode())
+    assert read_questions(tmp_path / "q.jsonl") == ["显存"]

@@ -129,9 +129,10 @@ def search(args: argparse.Namespace, settings: Settings) -> int:
     query = getattr(args, "query", None)
     if query is not None and not query.strip():
         raise ValueError("search needs a non-empty question")
+    questions = read_questions(args.questions) if getattr(args, "questions", None) else None
     searcher = Searcher(settings)
-    if getattr(args, "questions", None):
-        for question in read_questions(args.questions):
+    if questions is not None:  # read before the index opens: a bad file costs no build
+        for question in questions:
             print(json.dumps(as_json(searcher.search(question)), ensure_ascii=False), flush=True)
     elif query:
         result = searcher.search(query)
