@@ -2,9 +2,10 @@
 
 Reads every `.md` / `.txt` file under the folder, recursively, in path order. Decodes UTF-8 (with or
 without BOM; the BOM is dropped so offsets index the text a reader sees), UTF-16 with a BOM, then GB18030
-(a superset of GBK, common in Chinese notes). A UTF-8 note with a few undecodable bytes is kept, each bad
-byte replaced by U+FFFD, and `Note.problem` says where. Line endings are kept as they are: `start` /
-`end` offsets of chunks index `Note.text` exactly.
+(a superset of GBK, common in Chinese notes). A note with a few undecodable bytes (up to 1%, at least 8) is
+kept, read as UTF-8 if that leaves few, else as GB18030, each bad byte replaced by U+FFFD, and
+`Note.problem` says how many and where the first is (byte offset and line). Line endings are kept as they
+are: `start` / `end` offsets of chunks index `Note.text` exactly.
 
 Does not: follow symlinks out of the corpus (a linked file or folder pointing outside is skipped), read
 other formats (PDF, docx), or fix broken markdown. A binary, undecodable, unreadable or oversized file is
@@ -22,7 +23,8 @@ from pathlib import Path
 
 SUFFIXES = (".md", ".txt")
 MAX_BYTES = 20_000_000  # a note bigger than this is almost surely not a note
-MAX_BAD = 0.001  # share of undecodable bytes up to which a UTF-8 note is kept, the bad bytes replaced
+MAX_BAD = 0.01  # share of undecodable bytes up to which a note is kept, the bad bytes replaced
+MIN_BAD = 8  # undecodable bytes a note may have whatever its size (a short note with a few bad bytes)
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ def note_paths(corpus: Path) -> list[Path]:
 
 
 def decode(data: bytes) -> tuple[str, str]:
-    """(text, problem): UTF-8 (BOM dropped), UTF-16 with a BOM, GB18030, or UTF-8 with a few bad bytes
+    """(text, problem): UTF-8 (BOM dropped), UTF-16 with a BOM, GB18030, or either with a few bad bytes
     replaced (problem says how many and where); ValueError for binary or undecodable bytes.
 
     >>> decode("注意力".encode("gbk"))
@@ -67,27 +69,44 @@ def decode(data: bytes) -> tuple[str, str]:
         return text, ""
     if b"\x00" in data[:8192]:
         raise ValueError("binary file (NUL bytes)")
+    bom = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0
     try:
-        return data.decode("utf-8-sig"), ""
-    except UnicodeDecodeError as e:
-        first = e.start
+        return data[bom:].decode("utf-8"), ""
+    except UnicodeDecodeError:
+        pass
     try:
         text = data.decode("gb18030")
     except UnicodeDecodeError:
-        return _mostly_utf8(data, first)
+        return _partly(data, bom)
     if _control_share(text) > 0.01:
         raise ValueError("binary file (control characters)")
     return text, ""
 
 
-def _mostly_utf8(data: bytes, first: int) -> tuple[str, str]:
-    """UTF-8 text with its few undecodable bytes replaced, or ValueError when there are many."""
-    text = data.decode("utf-8-sig", errors="replace")
-    bad = text.count("\ufffd") - data.decode("utf-8-sig", errors="ignore").count("\ufffd")
-    if bad > max(1, MAX_BAD * len(data)):
-        raise ValueError(f"neither UTF-8 nor GB18030 (first bad byte at {first})")
-    line = data[:first].count(b"\n") + 1
-    return text, f"{bad} undecodable byte(s) replaced by \ufffd, the first on line {line}"
+def _partly(data: bytes, bom: int) -> tuple[str, str]:
+    """Text from UTF-8, else GB18030, with its few undecodable bytes replaced by U+FFFD, and the problem
+    in words; ValueError when there are many."""
+    body, most = data[bom:], max(MIN_BAD, MAX_BAD * (len(data) - bom))
+    for encoding in ("utf-8",) if bom else ("utf-8", "gb18030"):  # GB18030 only when UTF-8 fails
+        text = body.decode(encoding, errors="replace")
+        bad = text.count("\ufffd") - body.decode(encoding, errors="ignore").count("\ufffd")
+        first = _first_bad(body, encoding)
+        line = body[:first].count(b"\n") + 1
+        where = f"the first at byte {bom + first} (line {line})"
+        if bad <= most and _control_share(text) <= 0.01:
+            break
+    else:
+        raise ValueError(f"neither UTF-8 nor GB18030 ({bad} undecodable bytes, {where})")
+    read_as = "" if encoding == "utf-8" else ", read as GB18030"
+    return text, f"{bad} undecodable byte(s) replaced by \ufffd, {where}{read_as}"
+
+
+def _first_bad(data: bytes, encoding: str) -> int:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as e:
+        return e.start
+    return 0
 
 
 def _text_share(text: str) -> float:

@@ -49,7 +49,7 @@ def test_utf16_with_a_bom_is_read(tmp_path: Path) -> None:
     assert note.text == "# 注意力\n\nQKV 的缩放因子是 √d。\n" and not note.problem
 
 
-def test_a_few_bad_bytes_are_replaced_and_said_with_their_line(tmp_path: Path) -> None:
+def test_a_few_bad_bytes_are_replaced_and_said_with_their_byte_and_line(tmp_path: Path) -> None:
     good = "# 量化\n\n" + "GPTQ 逐层量化权重，用二阶信息补偿误差。\n" * 300
     data = good.encode("utf-8")
     at = data.index(b"\n", 2000) + 1
@@ -58,8 +58,52 @@ def test_a_few_bad_bytes_are_replaced_and_said_with_their_line(tmp_path: Path) -
     (note,) = load_notes(tmp_path, warn=warnings.append)
     line = data[:at].count(b"\n") + 1
     assert note.text.count("\ufffd") == 3 and note.text.replace("\ufffd", "") == good
-    said = f"mianjing: bad.md: 3 undecodable byte(s) replaced by \ufffd, the first on line {line}"
-    assert warnings == [f"{said}; the rest of the note is kept"]
+    said = f"3 undecodable byte(s) replaced by \ufffd, the first at byte {at} (line {line})"
+    assert warnings == [f"mianjing: bad.md: {said}; the rest of the note is kept"]
+
+
+@pytest.mark.parametrize(
+    ("head", "tail", "encoding", "said"),
+    [  # a short note with 5 bad bytes (more than 1% of it); a UTF-8 BOM counts in the offset
+        ("## 坏字节？\n\n正常的话。", "后面的内容也保留。\n", "utf-8", "at byte 32 (line 3)"),
+        ("\ufeff## 坏字节？\n", "后面的内容也保留。\n", "utf-8", "at byte 19 (line 2)"),
+        ("## 显存？\n\nFP16 约 14 GB。", "再加 KV Cache。\n", "gbk", "at byte 26 (line 3), read as GB18030"),
+    ],
+)
+def test_a_short_note_with_a_few_bad_bytes_keeps_the_rest(
+    head: str, tail: str, encoding: str, said: str
+) -> None:
+    text, problem = decode(head.encode(encoding) + b"\xff\x80\xff\x80\xff" + tail.encode(encoding))
+    assert text == head.lstrip("\ufeff") + "\ufffd" * 5 + tail
+    assert problem == f"5 undecodable byte(s) replaced by \ufffd, the first {said}"
+
+
+def test_an_indexed_note_that_gains_a_bad_byte_keeps_its_passages(tmp_path: Path) -> None:
+    from assistant.settings import Settings, index_settings
+    from retriever import index as index_
+    from tests.conftest import HashEmbedder
+
+    (tmp_path / "notes").mkdir()
+    note = tmp_path / "notes" / "kv.md"
+    note.write_text("# KV Cache\n\n## 省什么？\n\n缓存注意力的键和值，省去重复计算。\n", encoding="utf-8")
+    settings = index_settings(Settings(embed_model="hash-test"))
+    embedder = HashEmbedder()
+    built, _ = index_.ingest(
+        tmp_path / "notes", tmp_path / "ix", settings, embedder=lambda: embedder, warn=lambda _: None
+    )
+    size = len(note.read_bytes())
+    note.write_bytes(note.read_bytes() + b"\xff")
+    said: list[str] = []
+    after, report = index_.ingest(
+        tmp_path / "notes", tmp_path / "ix", settings, embedder=lambda: embedder, warn=said.append
+    )
+    assert report.changed == ["kv.md"] and [c.text + "\n\ufffd" for c in built.chunks] == [
+        c.text for c in after.chunks
+    ]
+    place = f"the first at byte {size} (line 6)"
+    assert said == [
+        f"mianjing: kv.md: 1 undecodable byte(s) replaced by \ufffd, {place}; the rest of the note is kept"
+    ]
 
 
 def test_files_outside_the_notes_folder_are_never_read(tmp_path: Path) -> None:
