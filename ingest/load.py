@@ -7,9 +7,9 @@ kept, read as UTF-8 if that leaves few, else as GB18030, each bad byte replaced 
 `Note.problem` says how many and where the first is (byte offset and line). Line endings are kept as they
 are: `start` / `end` offsets of chunks index `Note.text` exactly.
 
-Does not: follow symlinks out of the corpus (a linked file or folder pointing outside is skipped), read
-other formats (PDF, docx), or fix broken markdown. A binary, undecodable, unreadable or oversized file is
-skipped with a one-line warning.
+Does not: follow symlinks out of the corpus (a linked file pointing outside, and any linked folder, is
+skipped with a warning), read other formats (PDF, docx), or fix broken markdown. A binary, undecodable,
+unreadable or oversized file is skipped with a one-line warning.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ class CorpusError(Exception):
     """The corpus folder itself cannot be used (missing, not a folder, no notes)."""
 
 
-def note_paths(corpus: Path) -> list[Path]:
-    """All note files under `corpus`, sorted by their relative path."""
+def note_paths(corpus: Path, *, linked: list[str] | None = None) -> list[Path]:
+    """All note files under `corpus`, sorted by their relative path; the linked folders, which are not
+    followed, are added to `linked`."""
     if not corpus.exists():
         raise CorpusError(f"notes folder not found: {corpus}")
     if not corpus.is_dir():
@@ -48,6 +49,10 @@ def note_paths(corpus: Path) -> list[Path]:
     paths = []
     for root, dirs, files in os.walk(corpus):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if linked is not None:
+            linked += [
+                (Path(root) / d).relative_to(corpus).as_posix() for d in dirs if Path(root, d).is_symlink()
+            ]
         paths += [Path(root) / f for f in files if f.lower().endswith(SUFFIXES) and not f.startswith(".")]
     return sorted(paths, key=lambda p: p.relative_to(corpus).as_posix())
 
@@ -150,8 +155,9 @@ def load_notes(
     corpus: Path, *, warn: Callable[[str], None] = print, max_bytes: int = MAX_BYTES
 ) -> list[Note]:
     """Every readable note under `corpus`; skipped files are reported through `warn`, one line each."""
-    notes = []
-    for path in note_paths(corpus):
+    notes: list[Note] = []
+    linked: list[str] = []
+    for path in note_paths(corpus, linked=linked):
         source = path.relative_to(corpus).as_posix()
         try:
             notes.append(read_note(inside(corpus, source), source, max_bytes=max_bytes))
@@ -160,4 +166,6 @@ def load_notes(
             continue
         if notes[-1].problem:
             warn(f"mianjing: {source}: {notes[-1].problem}; the rest of the note is kept")
+    for folder in linked:
+        warn(f"mianjing: skipped {folder}/: a linked folder is not followed (copy its notes in instead)")
     return notes

@@ -114,9 +114,15 @@ def test_files_outside_the_notes_folder_are_never_read(tmp_path: Path) -> None:
     notes.mkdir()
     (notes / "ok.md").write_text("# 笔记\n内容", encoding="utf-8")
     (notes / "link.md").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "x.md").write_text("# 外面\n内容", encoding="utf-8")
+    (notes / "linked").symlink_to(tmp_path / "elsewhere")
     warnings: list[str] = []
     assert [n.source for n in load_notes(notes, warn=warnings.append)] == ["ok.md"]
-    assert warnings == ["mianjing: skipped link.md: link.md is outside the notes folder"]
+    assert warnings == [
+        "mianjing: skipped link.md: link.md is outside the notes folder",
+        "mianjing: skipped linked/: a linked folder is not followed (copy its notes in instead)",
+    ]
     for source in ("../secret.txt", str(tmp_path / "secret.txt"), "link.md"):
         with pytest.raises(ValueError, match="outside the notes folder"):
             inside(notes, source)
