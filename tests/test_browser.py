@@ -1,6 +1,7 @@
 """End to end in a real browser: `mianjing ui` on a free localhost port, driven by headless Chromium
 (Debian's /usr/bin/chromium through Playwright), one question from the bundled notes answered by the real
-bundled model, with a citation that links to its highlighted source passage.
+bundled model, with a citation that links to its highlighted source passage (a collapsed source, opened by
+a click); and the first screen: an example question clicked is asked and answered.
 
 Set MIANJING_SCREENSHOT=docs/screenshot.png to also save the screenshot there (the README's picture).
 """
@@ -103,7 +104,9 @@ def test_a_question_gets_a_cited_answer_in_the_browser(app_url: str, tmp_path: P
             link = reply.locator('a[href^="#src-"]').first
             target = link.get_attribute("href")
             assert target and page.locator(target).count() == 1  # the [n] points at its source
-            cited = reply.get_by_test_id("stExpanderDetails").first.get_by_test_id("stAlertContainer")
+            source = reply.get_by_test_id("stExpander").first
+            source.locator("summary").click()  # sources are collapsed until clicked
+            cited = source.get_by_test_id("stAlertContainer")
             assert "FP16" in cited.inner_text()  # the highlighted source passage
             assert "14" in reply.get_by_test_id("stMarkdownContainer").first.inner_text()  # ~14 GB
             shot = tmp_path / "answer.png"
@@ -113,5 +116,30 @@ def test_a_question_gets_a_cited_answer_in_the_browser(app_url: str, tmp_path: P
                 shutil.copyfile(shot, os.environ["MIANJING_SCREENSHOT"])
             link.click()
             page.wait_for_function(f"window.location.hash === '{target}'", timeout=5_000)
+        finally:
+            browser.close()
+
+
+def test_an_example_question_on_the_first_screen_is_answered(app_url: str, tmp_path: Path) -> None:
+    assert CHROMIUM.is_file(), "needs Debian chromium: apt-get install chromium (make test installs it)"
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch_persistent_context(
+            tmp_path / "profile", executable_path=str(CHROMIUM), headless=True, args=FLAGS
+        )
+        try:
+            page = browser.new_page()
+            page.goto(app_url)
+            page.get_by_text("Try one of your notes' own questions").wait_for(timeout=180_000)
+            assert page.get_by_text("大模型训练面试宝典").count() >= 1  # a file by its own title
+            example = page.locator(".st-key-example-0 button")
+            question = example.inner_text().strip()
+            example.click()
+            asked = page.get_by_test_id("stChatMessage").first
+            asked.get_by_text(question).wait_for(timeout=30_000)  # asked as if typed
+            reply = page.get_by_test_id("stChatMessage").nth(1)
+            reply.get_by_text("answered in").wait_for(timeout=400_000)
+            assert reply.inner_text().strip()
         finally:
             browser.close()
