@@ -211,7 +211,7 @@ def _server_chat(
     spec: ModelSpec, *, api_key: str, temperature: float, max_tokens: int, timeout: float
 ) -> BaseChatModel:
     try:
-        import httpx
+        import openai
         from langchain_openai import ChatOpenAI
         from pydantic import SecretStr
     except ImportError as e:
@@ -224,7 +224,8 @@ def _server_chat(
         temperature=temperature,
         max_completion_tokens=max_tokens,
         extra_body={"max_tokens": max_tokens},  # the name older servers read
-        timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
+        # openai's own Timeout class (httpx2's in openai 3.x): an httpx.Timeout is refused by its client
+        timeout=openai.Timeout(timeout, connect=CONNECT_TIMEOUT),
         max_retries=0,  # one wait of `timeout`, said while it lasts (Generator.stream), not two in silence
     )
 
