@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from assistant import prefix
 from assistant.settings import Settings, generator_args
 
 if TYPE_CHECKING:
@@ -270,6 +271,8 @@ class Generator:
         self.spec = resolve_model(model, cache_dir=cache_dir, base_url=base_url)
         self.n_ctx = n_ctx
         self.timeout = timeout
+        self.cache_dir = cache_dir
+        self.path: Path | None = None  # the GGUF loaded in process
         self._lock = threading.Lock()
         self.chat: BaseChatModel  # ChatLlamaCpp or ChatOpenAI: the rest of this class does not care
         if self.spec.base_url:
@@ -279,6 +282,7 @@ class Generator:
         else:
             path = ensure_gguf(self.spec.bundled, cache_dir) if self.spec.bundled else self.spec.path
             assert path is not None, "resolve_model gives a path for every in-process model"
+            self.path = path
             self.chat = _llama_chat(
                 path,
                 n_ctx=n_ctx,
@@ -322,6 +326,15 @@ class Generator:
             finally:
                 if notice:
                     notice.cancel()
+
+    def prime(self, messages: list[tuple[str, str]]) -> prefix.Primed:
+        """Have the fixed prompt start `messages` evaluated, from the state saved by an earlier process
+        when there is one (assistant/prefix.py); a server keeps its own cache."""
+        llama = getattr(self.chat, "client", None)
+        if self.path is None or llama is None:
+            return prefix.Primed("", why="a model server keeps its own prompt cache")
+        with self._lock:
+            return prefix.prime(llama, self.path, messages, self.cache_dir)
 
     def _waiting(self) -> None:
         print(

@@ -110,9 +110,9 @@ def _answering(
     except ImportError as e:
         raise ValueError(f"--generate is not available: {e}") from e
     if model is None:
-        from assistant.llm import Generator
+        from assistant import loading
 
-        model = Generator.of(settings)
+        model = loading.model(settings)
     judging = generation.load_judge(judge or "", settings)
 
     def generate(searcher: Searcher, items: list[Item], o: Options) -> dict:

@@ -197,6 +197,38 @@ def test_unknown_role_is_rejected(smol: llm.Generator) -> None:
         smol.complete([("bot", "hi")])
 
 
+def test_system_prompt_state_is_saved_once_and_loaded_by_the_next_process(
+    smol_gguf: Path, tmp_path: Path
+) -> None:
+    """The first Generator evaluates the system message and saves the state; a second one (a new process)
+    loads it instead and answers exactly as the first; a changed prompt gets its own file, a garbled file is
+    replaced."""
+
+    def fresh() -> llm.Generator:
+        return llm.Generator(model=str(smol_gguf), cache_dir=tmp_path, n_ctx=1024, max_tokens=20, threads=1)
+
+    first, second = fresh(), fresh()
+    made = first.prime(QUESTION[:1])
+    assert made.how == "evaluated" and made.tokens > 10 and made.bytes > 0, made
+    saved = list((tmp_path / "models").glob("*.prefix.npz"))
+    assert len(saved) == 1
+    loaded = second.prime(QUESTION[:1])
+    assert (loaded.how, loaded.tokens, loaded.bytes) == ("loaded", made.tokens, made.bytes)
+    assert second.complete(QUESTION) == first.complete(QUESTION)
+
+    other = fresh().prime([("system", "Answer in French.")])
+    assert other.how == "evaluated" and len(list((tmp_path / "models").glob("*.prefix.npz"))) == 2
+    saved[0].write_bytes(b"not a state")
+    assert fresh().prime(QUESTION[:1]).how == "evaluated"  # made again, not an error
+    assert fresh().prime(QUESTION[:1]).how == "loaded"
+
+
+def test_a_server_is_not_primed(tmp_path: Path) -> None:
+    gen = object.__new__(llm.Generator)  # no model loaded: priming must not need one for a server
+    gen.path, gen.chat = None, object()  # type: ignore[assignment]
+    assert llm.Generator.prime(gen, QUESTION[:1]).how == ""
+
+
 # --- an OpenAI-compatible server ---------------------------------------------------------------------------
 
 SERVER_PIECES = ["KV Cache ", "缓存已算过的", "键和值，", "避免重复计算。"]

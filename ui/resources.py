@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from assistant import llm
+from assistant import llm, prompt
 from assistant.answer import ChatModel
 from assistant.retrieval import Searcher, reranker_for
 from assistant.settings import Settings, generator_args
@@ -42,17 +42,20 @@ def load_model(settings: Settings) -> tuple[ChatModel | None, str]:
     mode does not reload it."""
     if settings.llm == NO_LLM:
         return None, "retrieval only was chosen in the sidebar"
-    return _load(tuple(sorted(generator_args(settings).items())))
+    return _load(tuple(sorted(generator_args(settings).items())), settings.answer_style)
 
 
 @st.cache_resource(show_spinner="Loading the language model…", max_entries=1)
-def _load(args: tuple[tuple[str, object], ...]) -> tuple[ChatModel | None, str]:
+def _load(args: tuple[tuple[str, object], ...], style: str) -> tuple[ChatModel | None, str]:
     """One model at a time: choosing another frees the old one. A failure is kept too (a server that does
     not answer would otherwise cost its timeout on every click), until `retry_model`."""
     try:
-        return llm.Generator(**dict(args)), ""  # type: ignore[arg-type]  # generator_args, made hashable
+        model = llm.Generator(**dict(args))  # type: ignore[arg-type]  # generator_args, made hashable
     except RuntimeError as e:
         return None, str(e)
+    # the system prompt's state saved by an earlier process: the first question costs no more than the next
+    model.prime(prompt.history_messages((), style=style))
+    return model, ""
 
 
 def retry_model() -> None:
