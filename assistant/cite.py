@@ -130,19 +130,19 @@ def verify(
     question: str = "",
     lexical: float = LEXICAL,
     cross: float = CROSS_LINGUAL,
-    second: float | None = None,
 ) -> list[Sentence]:
     """Each sentence with the numbers of the evidence that supports it: its own marks where their
     evidence supports it, else the evidence that supports it best (moved), else no number and
     supported=False. Words the sentence shares with `question` claim nothing ("LLM Agent 一般由…组成"
-    restates the question around its claim), so only the rest is looked for in the evidence; sentences
-    with too little of their own to judge (< 4 overlap units, e.g. "是的。") keep their marks. With
-    `second`, a Chinese sentence the overlap does not support gets a second chance by similarity."""
+    restates the question around its claim), so only the rest is looked for in the evidence, unless that
+    leaves too little to judge (then the whole sentence is); sentences too short to judge at all (< 4
+    overlap units, e.g. "是的。") keep their marks."""
     grams = {n: bigrams(text) for n, text in passages.items()}
     asked = bigrams(question)
     out = []
     for s in found:
-        mine = bigrams(s.text) - asked
+        whole = bigrams(s.text)
+        mine = whole - asked if len(whole - asked) >= 4 else whole  # a restated question is judged whole
         plain = strip_marks(s.text)
         english = is_english(plain)
         if not passages or (not english or similar is None) and len(mine) < 4:
@@ -154,9 +154,6 @@ def verify(
         else:
             scores = {n: len(mine & g) / len(mine) for n, g in grams.items()}
             ok = {n for n, v in scores.items() if v >= lexical}
-            if not ok and second is not None and similar is not None:
-                scores = _similar(similar, plain, passages)
-                ok = {n for n, v in scores.items() if v >= second}
         out.append(_judged(s, scores, ok))
     return out
 
