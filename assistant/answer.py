@@ -135,10 +135,7 @@ def answer(
     if style == "evidence" and generated and not verdict.refused and not verdict.quoted:
         # Step 9: every mark checked against its evidence and moved to the evidence restated
         sentences = cite.verify(
-            sentences,
-            texts,
-            similar=_restates(searcher) if settings.mode != "bm25" else None,
-            question=standalone,
+            sentences, texts, similar=_restates(searcher) if settings.mode != "bm25" else None
         )
         verdict = _checked(verdict, sentences, question, standalone, shown, result.hits, settings)
         if not verdict.refused and not verdict.quoted:

@@ -127,52 +127,38 @@ def verify(
     passages: dict[int, str],
     *,
     similar: Similar | None = None,
-    question: str = "",
     lexical: float = LEXICAL,
     cross: float = CROSS_LINGUAL,
 ) -> list[Sentence]:
     """Each sentence with the numbers of the evidence that supports it: its own marks where their
     evidence supports it, else the evidence that supports it best (moved), else no number and
-    supported=False. Words the sentence shares with `question` claim nothing ("LLM Agent 一般由…组成"
-    restates the question around its claim), so only the rest is looked for in the evidence, unless that
-    leaves too little to judge (then the whole sentence is); sentences too short to judge at all (< 4
-    overlap units, e.g. "是的。") keep their marks."""
+    supported=False. Sentences too short to judge (< 4 overlap units, e.g. "是的。") keep their marks."""
     grams = {n: bigrams(text) for n, text in passages.items()}
-    asked = bigrams(question)
     out = []
     for s in found:
-        whole = bigrams(s.text)
-        mine = whole - asked if len(whole - asked) >= 4 else whole  # a restated question is judged whole
-        plain = strip_marks(s.text)
-        english = is_english(plain)
-        if not passages or (not english or similar is None) and len(mine) < 4:
-            out.append(s)
-            continue
-        if english and similar is not None:
-            scores = _similar(similar, plain, passages)
+        mine = bigrams(s.text)
+        english = is_english(strip_marks(s.text))
+        if english and similar is not None and passages:
+            order = list(passages)
+            scores = dict(zip(order, similar(strip_marks(s.text), [passages[n] for n in order]), strict=True))
             ok = {n for n, v in scores.items() if v >= cross}
-        else:
+        elif len(mine) >= 4 and passages:
             scores = {n: len(mine & g) / len(mine) for n, g in grams.items()}
             ok = {n for n, v in scores.items() if v >= lexical}
-        out.append(_judged(s, scores, ok))
+        else:
+            out.append(s)
+            continue
+        own = tuple(n for n in s.numbers if n in ok)
+        if own:  # the model's marks (or the attribution) hold where their evidence supports the sentence
+            cited, attributed = (own, ()) if s.cited else ((), own)
+            out.append(Sentence(s.text, s.start, s.end, cited, attributed, True))
+        elif ok:
+            best = (max(ok, key=lambda n: scores[n]),)
+            cited, attributed = (best, ()) if s.cited else ((), best)
+            out.append(Sentence(s.text, s.start, s.end, cited, attributed, True, moved=bool(s.numbers)))
+        else:
+            out.append(Sentence(s.text, s.start, s.end, (), (), False, moved=bool(s.numbers)))
     return out
-
-
-def _similar(similar: Similar, sentence: str, passages: dict[int, str]) -> dict[int, float]:
-    order = list(passages)
-    return dict(zip(order, similar(sentence, [passages[n] for n in order]), strict=True))
-
-
-def _judged(s: Sentence, scores: dict[int, float], ok: set[int]) -> Sentence:
-    own = tuple(n for n in s.numbers if n in ok)
-    if own:  # the model's marks (or the attribution) hold where their evidence supports the sentence
-        cited, attributed = (own, ()) if s.cited else ((), own)
-        return Sentence(s.text, s.start, s.end, cited, attributed, True)
-    if ok:
-        best = (max(ok, key=lambda n: scores[n]),)
-        cited, attributed = (best, ()) if s.cited else ((), best)
-        return Sentence(s.text, s.start, s.end, cited, attributed, True, moved=bool(s.numbers))
-    return Sentence(s.text, s.start, s.end, (), (), False, moved=bool(s.numbers))
 
 
 def render(answer: str, found: list[Sentence]) -> tuple[str, list[Sentence]]:
