@@ -5,7 +5,7 @@ same prompt, in the same run, plus a follow-up turn in the same conversation.
 
 The raw side is `llama_cpp.Llama.create_chat_completion(stream=True)` on a second Llama built with the same
 settings; each side gets the same messages, and each measurement starts from the same cache state (a
-fresh system prompt for the first question, see the table).
+system prompt already evaluated, loaded from the state saved by assistant/prefix.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from llama_cpp import Llama  # noqa: E402
 
-from assistant import prompt  # noqa: E402
+from assistant import prefix, prompt  # noqa: E402
 from assistant.answer import Answer, Conversation  # noqa: E402
 from assistant.llm import ensure_gguf  # noqa: E402
 from assistant.loading import answering  # noqa: E402
@@ -106,19 +106,22 @@ def measure(count: int) -> tuple[list[Row], str]:
     settings = from_env()
     searcher, generator = answering(settings, warn=lambda _: None)
     threads = settings.llm_threads or len(os.sched_getaffinity(0))
+    gguf = ensure_gguf(settings.llm, settings.cache)
     raw = Llama(
-        model_path=str(ensure_gguf(settings.llm, settings.cache)),
+        model_path=str(gguf),
         n_ctx=settings.n_ctx,
         n_batch=settings.n_batch,
         n_threads=threads,
         n_threads_batch=threads,
         verbose=False,
     )
+    # the raw model starts as the pipeline's does: its system prompt's state loaded (assistant/prefix.py)
+    prefix.prime(raw, gguf, prompt.history_messages((), style=settings.answer_style), settings.cache)
     rows = []
     for question in QUESTIONS[:count]:
         chat = Conversation(keep=settings.history_turns)
         first = chat.ask(question, searcher=searcher, model=generator, settings=settings)
-        messages = prompt.messages(first.standalone_question, first.passages)
+        messages = prompt.messages(first.standalone_question, first.passages, style=settings.answer_style)
         raw_first, raw_total, raw_tokens = raw_stream(raw, messages, settings.max_tokens)
         follow = chat.ask("为什么？", searcher=searcher, model=generator, settings=settings)
         rows.append(Row(question, first, follow, raw_first, raw_total, raw_tokens))
