@@ -106,3 +106,16 @@ def test_an_english_sentence_is_judged_by_similarity() -> None:
     assert text == "ZeRO-3 also partitions the parameters [2]." and sentences[0].supported
     text, sentences = verified("ZeRO-3 also partitions the parameters [1].", lambda s, t: [0.5, 0.5])
     assert text == "ZeRO-3 also partitions the parameters." and sentences[0].supported is False
+
+
+def test_an_english_sentence_is_judged_by_the_answer_checks_own_cross_lingual_bound() -> None:
+    """0.83 (cite.RESTATES), below the eval's yardstick 0.85: correct English restatements of Chinese
+    notes scored 0.83-0.85 and were refused."""
+    found = cite.sentences("BatchNorm normalizes each feature across the samples of a batch [1].", [1])
+    evidence = {1: "BN 是在一个 batch 内，对所有样本的同一个特征维度做标准化。"}
+
+    def at(score: float) -> cite.Similar:
+        return lambda sentence, texts: [score] * len(texts)
+
+    assert cite.verify(found, evidence, similar=at(0.84))[0].supported is True
+    assert cite.verify(found, evidence, similar=at(0.82))[0].supported is False
