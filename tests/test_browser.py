@@ -152,12 +152,15 @@ def settle(page: Page) -> None:
     )
 
 
-def keep(page: Page, name: str) -> None:
-    """Save the page as $MIANJING_SCREENSHOTS/<name>.png when that folder is set."""
+def keep(page: Page, name: str, show: Locator | None = None) -> None:
+    """Save the page as $MIANJING_SCREENSHOTS/<name>.png when that folder is set: from the top, or scrolled
+    so that `show` is in the picture (a long passage pushes its buttons below the fold)."""
     if folder := os.environ.get("MIANJING_SCREENSHOTS"):
         settle(page)
         page.mouse.move(0, 0)  # no hover tooltip in the picture
         page.evaluate("document.querySelector('[data-testid=stAppScrollToBottomContainer]')?.scrollTo(0, 0)")
+        if show is not None:
+            show.scroll_into_view_if_needed()
         page.screenshot(path=Path(folder) / f"{name}.png")
 
 
@@ -273,7 +276,7 @@ def test_notes_browser_explorer_and_practice_without_a_model(
         assert f"characters {chunk.start}–{chunk.end}" in passage.inner_text()
         assert shown.locator("strong").count() >= 1  # markdown rendered: its heading as a bold line
         assert question[:8] in shown.inner_text()
-        keep(page, "notes")
+        keep(page, "notes", show=passage.get_by_role("button", name="Ask about this"))
 
         # "Ask about this": the passage's own question, asked in the chat (retrieval only: passages)
         passage.get_by_role("button", name="Ask about this").click()
