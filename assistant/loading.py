@@ -27,5 +27,5 @@ def model(settings: Settings) -> Generator:
     """The answering model the settings name, its fixed system prompt already evaluated (loaded from the
     state an earlier process saved: the first question costs no more than the next)."""
     generator = Generator.of(settings)
-    generator.prime(prompt.history_messages((), style=settings.answer_style))
+    generator.prime(prompt.fixed_start(settings.answer_style))
     return generator

@@ -155,6 +155,11 @@ def history_messages(history: Sequence[tuple[str, str]], *, style: str = "window
     return [("system", SYSTEM_EVIDENCE if style == "evidence" else SYSTEM), *history]
 
 
+def fixed_start(style: str) -> list[tuple[str, str]]:
+    """What every prompt of `style` starts with (the system message): the prefix assistant/prefix.py saves."""
+    return history_messages((), style=style)
+
+
 def messages(
     question: str,
     shown: list[Passage],

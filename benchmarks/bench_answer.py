@@ -116,7 +116,7 @@ def measure(count: int) -> tuple[list[Row], str]:
         verbose=False,
     )
     # the raw model starts as the pipeline's does: its system prompt's state loaded (assistant/prefix.py)
-    prefix.prime(raw, gguf, prompt.history_messages((), style=settings.answer_style), settings.cache)
+    prefix.prime(raw, gguf, prompt.fixed_start(settings.answer_style), settings.cache)
     rows = []
     for question in QUESTIONS[:count]:
         chat = Conversation(keep=settings.history_turns)

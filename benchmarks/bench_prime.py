@@ -42,7 +42,7 @@ def child(variant: str) -> dict:
     model = Generator.of(settings)
     primed = None
     if variant == "primed":
-        primed = model.prime(prompt.history_messages((), style=settings.answer_style))
+        primed = model.prime(prompt.fixed_start(settings.answer_style))
     loaded = time.perf_counter() - began
     firsts = []
     for question in QUESTIONS:

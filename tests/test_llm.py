@@ -223,6 +223,20 @@ def test_system_prompt_state_is_saved_once_and_loaded_by_the_next_process(
     assert fresh().prime(QUESTION[:1]).how == "loaded"
 
 
+def test_the_answering_model_is_loaded_with_its_system_prompt_evaluated(
+    smol_gguf: Path, tmp_path: Path
+) -> None:
+    """`loading.model` (ask, chat, eval) primes with the answer style's fixed start: the first process
+    saves its state, the next one loads it."""
+    from assistant import loading, prompt
+    from assistant.settings import from_env
+
+    settings = from_env({}, llm=str(smol_gguf), cache=tmp_path, n_ctx=1024, llm_threads=1)
+    loading.model(settings)
+    assert len(list((tmp_path / "models").glob("*.prefix.npz"))) == 1
+    assert loading.model(settings).prime(prompt.fixed_start(settings.answer_style)).how == "loaded"
+
+
 def test_a_server_is_not_primed(tmp_path: Path) -> None:
     gen = object.__new__(llm.Generator)  # no model loaded: priming must not need one for a server
     gen.path, gen.chat = None, object()  # type: ignore[assignment]

@@ -54,7 +54,7 @@ def _load(args: tuple[tuple[str, object], ...], style: str) -> tuple[ChatModel |
     except RuntimeError as e:
         return None, str(e)
     # the system prompt's state saved by an earlier process: the first question costs no more than the next
-    model.prime(prompt.history_messages((), style=style))
+    model.prime(prompt.fixed_start(style))
     return model, ""
 
 
