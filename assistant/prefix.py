@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def prime(llama: Any, model_path: Path, messages: list[tuple[str, str]], cache_d
             try:
                 tokens, size = _load(llama, path)
                 return Primed("loaded", tokens, size, _ms(began))
-            except (OSError, ValueError, KeyError, RuntimeError):
+            except (OSError, ValueError, KeyError, RuntimeError, EOFError, zipfile.BadZipFile):
                 path.unlink(missing_ok=True)  # a cache file: made again below
         chat = [{"role": role, "content": text} for role, text in messages]
         llama.create_chat_completion(

@@ -221,6 +221,10 @@ def test_system_prompt_state_is_saved_once_and_loaded_by_the_next_process(
     saved[0].write_bytes(b"not a state")
     assert fresh().prime(QUESTION[:1]).how == "evaluated"  # made again, not an error
     assert fresh().prime(QUESTION[:1]).how == "loaded"
+    whole = saved[0].read_bytes()
+    saved[0].write_bytes(whole[: len(whole) // 2])  # cut short (a copy interrupted): a broken zip
+    assert fresh().prime(QUESTION[:1]).how == "evaluated"
+    assert saved[0].read_bytes() == whole
 
 
 def test_the_answering_model_is_loaded_with_its_system_prompt_evaluated(
