@@ -9,6 +9,9 @@ and citations use):
 - in a passage without an answer (a question bank), every line that is a question: one card per question,
   not per list (`- 15. 推导一下…？`, `- LoRA: 如何实现和优化?`).
 Placeholders (`30. ？`), statements (`3. 先定模型规模：…。`) and section titles are not questions.
+A question list's own title line (`Normalization面试清单(20题)`) is the `topic` of the cards below it, up
+to the next such title: lists often reuse subheadings (`前沿问题`), so a subheading alone does not say which
+list a card is from.
 
 A card id is the file plus a hash of the normalized question (`004_….txt#3f2a9c1b0d7e`): a question moved
 within its file keeps its card, an edited one is a new card, a deleted one retires.
@@ -18,12 +21,13 @@ Does not: judge whether the notes answer a card (see `answerable`), or read file
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ingest.chunk import Chunk
 
@@ -45,6 +49,8 @@ MARKUP = re.compile(r"</?u>|\*\*|<[^>\n]{1,40}>|⭐+|^#{1,6}\s+|^[-*+•]\s+|^[�
 STATEMENT_END = re.compile(r"[。；;，,：:!！]$")
 CHAPTER = re.compile(r"第.{1,3}[章节篇]")
 FENCE = re.compile(r"\s*(```|~~~|\$\$)")
+FIRST = re.compile(r"\s*(?:[-*+•]\s*)?1[.、．]\s*\S")  # the first item of a numbered list
+LIST_TITLE = re.compile(r"(?:#{1,6}[ \t]+)?([^\s#\-*+\d].{0,40}?)\s*[(（]\s*\d{1,4}\s*题\s*[)）][ \t#]*$")
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Card:
     chunk: str  # id of the passage it sits in
     own_answer: bool  # the notes answer it right below it, in that passage
     bank: bool  # written in a question list, or without an answer below it
+    topic: str = ""  # title of the question bank list it is in (`Normalization面试清单`), "" outside one
 
     @property
     def where(self) -> str:
@@ -89,14 +96,67 @@ def clean(line: str) -> str:
 def pool(chunks: Iterable[Chunk]) -> list[Card]:
     """Every question of the notes in text order; a repeat within a file (an overlap piece, the same
     question asked twice) keeps its first place."""
+    chunks = list(chunks)
+    titles = _list_titles(chunks)
     seen: set[str] = set()
     cards = []
     for chunk in chunks:
         for card in _questions(chunk):
             if card.id not in seen:
                 seen.add(card.id)
-                cards.append(card)
+                cards.append(_in_list(card, titles.get(card.source, [])))
     return cards
+
+
+def _list_titles(chunks: list[Chunk]) -> dict[str, list[tuple[int, str]]]:
+    """Per file, the titles of its question lists: (offset in the note, title without its count), in order.
+
+    Read from the passages' lines in note order (only bank cards take these topics): a title that counts
+    its questions (`LLMs损失函数篇(19题)`), or, above a list that starts again at 1, the first of the plain
+    title lines right above it (`大模型(LLMs)评测面` / `大模型评测基础` / `- 1. …`).
+    """
+    lines: dict[str, dict[int, str]] = {}
+    for chunk in chunks:
+        for offset, line in _lines(chunk):
+            lines.setdefault(chunk.source, {})[chunk.start + offset] = line
+    found: dict[str, list[tuple[int, str]]] = {}
+    for source, by_offset in lines.items():
+        titles, above, counted = found.setdefault(source, []), [], False
+        for offset, line in sorted(by_offset.items()):
+            if not line.strip():
+                continue
+            if m := LIST_TITLE.match(line):
+                titles.append((offset, _list_name(m.group(1))))
+                above, counted = [], True
+            elif _is_plain_title(line):
+                above.append((offset, line))
+            else:
+                if FIRST.match(line) and above and not counted:
+                    titles.append((above[0][0], _list_name(above[0][1])))
+                above, counted = [], False
+    return found
+
+
+def _is_plain_title(line: str) -> bool:
+    """A short unmarked line, flush left, without sentence punctuation or a question mark."""
+    return (
+        len(line) <= 40
+        and not re.match(r"[\s#\-*+•\d!\[|>$`]", line)
+        and not re.search(r"[，,。：:；;？?]|\]\(", line)
+    )
+
+
+def _list_name(title: str) -> str:
+    """`大模型推理面(24颢)` -> `大模型推理面`: markup and a trailing count removed."""
+    return re.sub(r"\s*[(（]\s*\d{1,4}\s*\S?\s*[)）]\s*$", "", MARKUP.sub("", title).strip())
+
+
+def _in_list(card: Card, titles: list[tuple[int, str]]) -> Card:
+    """A bank card with the topic of the last list title above it (unchanged when none is)."""
+    if not card.bank:
+        return card
+    at = bisect.bisect_right(titles, (card.start, "\uffff"))
+    return replace(card, topic=titles[at - 1][1]) if at else card
 
 
 def _lines(chunk: Chunk) -> Iterator[tuple[int, str]]:
@@ -206,7 +266,7 @@ def select(
             continue
         if (chunks is not None or text) and not (
             (chunks is not None and card.chunk in chunks)
-            or (text and text.lower() in (card.question + " " + " > ".join(card.heading)).lower())
+            or (text and text.lower() in " > ".join((card.question, card.topic, *card.heading)).lower())
         ):
             continue
         out.append(card)

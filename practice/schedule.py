@@ -133,7 +133,7 @@ def queue(deck: Deck, cards: Sequence[Card], *, new_per_day: int, at: datetime |
 
 def stats(deck: Deck, cards: Sequence[Card], *, at: datetime | None = None) -> dict:
     """Due today, reviewed (all time and today), retention (share of reviews of known cards not forgotten),
-    per topic (the card's file and first heading)."""
+    per topic (`topic`: the card's question list, or its file and first heading)."""
     at = at or now()
     end_of_day = datetime.combine(at.date() + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     live = {c.id: c for c in cards}
@@ -164,5 +164,7 @@ def stats(deck: Deck, cards: Sequence[Card], *, at: datetime | None = None) -> d
 
 
 def topic(card: Card) -> str:
-    """A card's topic: its file and the first heading below the file."""
+    """A card's topic: the question list it is in, else its file and the first heading below the file."""
+    if card.topic:
+        return card.topic
     return " > ".join(card.heading[:2]) if len(card.heading) > 1 else card.source

@@ -140,6 +140,8 @@ def test_coverage_lines_report_and_exports(env: dict[str, str], tmp_path: Path) 
     assert [r["answered"] for r in rows[:6]] == [False] * 6 and all(r["answered"] for r in rows[6:])
     report = (tmp_path / "cov" / "report.md").read_text(encoding="utf-8")
     assert "**6 of 6 bank questions have no answer in your notes.**" in report
+    page = (tmp_path / "cov" / "report.html").read_text(encoding="utf-8")
+    assert "6 of 6 bank questions have no answer in your notes." in page and "<svg" in page
     assert len((tmp_path / "cov" / "coverage.jsonl").read_text(encoding="utf-8").splitlines()) == 14
     code, _, err = run(
         "practice",

@@ -3,6 +3,7 @@ the markdown study sheet; the coverage rows and report."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -80,3 +81,28 @@ def test_coverage_rows_put_the_bank_first_and_the_report_lists_gaps() -> None:
     report = coverage.report(FOUND)
     assert "**1 of 1 bank questions have no answer in your notes.**" in report
     assert "### b.md > 清单 (1)" in report and "- 什么是 MoE？ — closest: `a.md#1` (0.81)" in report
+
+
+def test_coverage_html_is_one_escaped_page_with_a_bar_per_topic() -> None:
+    listed = Card(
+        "c.md#333333333333",
+        "<script>alert(1)</script> 是什么？",
+        "c.md",
+        ("c.md", "清单"),
+        0,
+        9,
+        "c.md#清单",
+        False,
+        True,
+        topic="Attention 面试问题清单",
+    )
+    found = [*FOUND, Answerability(listed, False, 0.9, (), CHUNK)]
+    page = coverage.html(found, title="Study plan — <notes>")
+    assert page.startswith("<!doctype html>") and "<title>Study plan — &lt;notes&gt;</title>" in page
+    assert "2 of 2 bank questions have no answer in your notes." in page
+    assert "<script" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; 是什么？" in page
+    assert "&lt;KV&gt; &amp; Cache" in page  # the closest passage's text, escaped
+    # one bar row per topic (the list title, else file > heading), each linking to its section
+    assert page.count('<a href="#topic-') == 2 and 'id="topic-1"' in page
+    assert ">Attention 面试问题清单<title>" in page and ">b.md &gt; 清单<title>" in page
+    assert not re.search(r"(src|href)=\"(https?:|//)", page)  # nothing fetched: the page stands alone

@@ -107,6 +107,37 @@ def test_card_ids_ignore_numbering_and_markup_but_not_the_file() -> None:
     assert card_id("a.md", "什么是 KV Cache？") != card_id("b.md", "什么是 KV Cache？")
 
 
+TWO_LISTS = """小黄的面试目录
+
+Normalization面试清单(2题)
+
+基础理论
+
+- 1. LayerNorm的计算公式是什么?
+- 2. RMSNorm相比LayerNorm有什么特点?
+
+大模型(LLMs)评测面
+
+基础理论
+
+- 1. 大模型评测有哪些常用基准?
+- 2. 如何评估大模型的幻觉?
+"""
+
+
+def test_bank_cards_take_the_title_of_their_list(notes: Path) -> None:
+    # both lists reuse the subheading "基础理论": the list title, not the subheading, tells them apart
+    (notes / "lists.txt").write_text(TWO_LISTS, encoding="utf-8")
+    topics = {c.question: c.topic for c in cards_of(notes) if c.source == "lists.txt"}
+    assert topics == {
+        "LayerNorm的计算公式是什么?": "Normalization面试清单",  # a title that counts its questions
+        "RMSNorm相比LayerNorm有什么特点?": "Normalization面试清单",
+        "大模型评测有哪些常用基准?": "大模型(LLMs)评测面",  # a list starting again at 1 below two titles
+        "如何评估大模型的幻觉?": "大模型(LLMs)评测面",
+    }
+    assert {c.topic for c in cards_of(notes) if c.source != "lists.txt" and not c.bank} == {""}
+
+
 def test_select_by_file_heading_and_topic(bank: Path) -> None:
     cards = cards_of(bank)
     assert {c.source for c in select(cards, source="sub/*")} == {"sub/numbered.md"}

@@ -45,7 +45,7 @@ def add_parsers(sub: argparse._SubParsersAction, parents: list[argparse.Argument
     p.add_argument("--anki", type=Path, help="export: write an Anki deck (.apkg)")
     p.add_argument("--markdown", type=Path, help="export: write a markdown study sheet")
     c = sub.add_parser("coverage", parents=[*parents, scope], help="which questions your notes answer")
-    c.add_argument("--out", type=Path, help="folder for coverage.jsonl and report.md")
+    c.add_argument("--out", type=Path, help="folder for coverage.jsonl, report.md and report.html")
 
 
 def practice(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,7 +191,10 @@ def coverage_command(args: argparse.Namespace, settings: Settings) -> int:
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
         (args.out / "coverage.jsonl").write_text(lines, encoding="utf-8")
         (args.out / "report.md").write_text(text, encoding="utf-8")
-        print(f"mianjing: wrote {args.out / 'coverage.jsonl'} and {args.out / 'report.md'}", file=sys.stderr)
+        page = coverage.html(found, title=f"Study plan — {settings.corpus.name}")
+        (args.out / "report.html").write_text(page, encoding="utf-8")
+        written = ", ".join(str(args.out / name) for name in ("coverage.jsonl", "report.md", "report.html"))
+        print(f"mianjing: wrote {written}", file=sys.stderr)
     if args.json:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
