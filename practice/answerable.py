@@ -6,7 +6,9 @@ Step 2: any other card (a question-bank line, a question without an answer below
 through the same `Searcher.search` as `mianjing ask` (the settings' mode: reranked when the reranker is
 there); the best answering passage (`has_answer`, not the passage the question itself sits in) is the
 candidate, and the confidence is the dense cosine of the question and that passage (the measure
-`assistant.answer` trusts with `quote_above`).
+`assistant.answer` trusts with `quote_above`). A bank card is never answered by a passage of its own
+question list: a list asks each question once, so an answer there (a sibling's outline: "为什么需要
+nn.DataParallel?" next to "nn.DataParallel 的缺点是什么?") answers another question.
 Step 3: a card is answered when the confidence reaches `answered_above`; otherwise it is a gap: it keeps its
 closest passage for the study plan and is never quizzed (there is no answer to grade against).
 
@@ -43,7 +45,9 @@ def answerability(card: Card, searcher: Searcher, *, answered_above: float) -> A
     if own:
         return Answerability(card, True, OWN, own, own[0])
     # Step 2: the best answering passage retrieval finds, and how close it is
-    hits = [h for h in searcher.search(card.question).hits if h.chunk.has_answer and h.chunk.id != card.chunk]
+    hits = [
+        h for h in searcher.search(card.question).hits if h.chunk.has_answer and not _same_list(card, h.chunk)
+    ]
     if not hits:
         return Answerability(card, False, 0.0, (), None)
     confidence = cosine(card.question, hits[0], searcher)
@@ -67,6 +71,12 @@ def cosine(question: str, hit: Hit, searcher: Searcher) -> float:
     position = searcher.index.chunks.index(hit.chunk)
     vector = searcher.index.vectors[position]
     return round(float(np.dot(searcher.embedder.query(question), vector)), 6)
+
+
+def _same_list(card: Card, chunk: Chunk) -> bool:
+    """Is the passage the card's own, or in the card's question list?"""
+    in_list = card.topic and chunk.source == card.source and card.span[0] <= chunk.start < card.span[1]
+    return chunk.id == card.chunk or bool(in_list)
 
 
 def _own_passages(card: Card, chunks: list[Chunk]) -> tuple[Chunk, ...]:

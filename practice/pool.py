@@ -25,6 +25,7 @@ import bisect
 import fnmatch
 import hashlib
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -65,6 +66,7 @@ class Card:
     own_answer: bool  # the notes answer it right below it, in that passage
     bank: bool  # written in a question list, or without an answer below it
     topic: str = ""  # title of the question bank list it is in (`Normalization面试清单`), "" outside one
+    span: tuple[int, int] = (0, 0)  # note text[span[0]:span[1]] is that list, from its title line
 
     @property
     def where(self) -> str:
@@ -152,11 +154,15 @@ def _list_name(title: str) -> str:
 
 
 def _in_list(card: Card, titles: list[tuple[int, str]]) -> Card:
-    """A bank card with the topic of the last list title above it (unchanged when none is)."""
+    """A bank card with the topic and span of the list whose title is the last above it (unchanged when none
+    is)."""
     if not card.bank:
         return card
     at = bisect.bisect_right(titles, (card.start, "\uffff"))
-    return replace(card, topic=titles[at - 1][1]) if at else card
+    if not at:
+        return card
+    end = titles[at][0] if at < len(titles) else sys.maxsize
+    return replace(card, topic=titles[at - 1][1], span=(titles[at - 1][0], end))
 
 
 def _lines(chunk: Chunk) -> Iterator[tuple[int, str]]:

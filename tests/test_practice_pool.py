@@ -182,6 +182,37 @@ def test_answerability_own_answers_bank_answers_and_gaps(searcher: Searcher) -> 
     assert not stricter.answered and stricter.closest == bank_line.closest
 
 
+SIBLINGS = """分布式训练面(3题)
+
+DataParallel
+
+- 1. nn.DataParallel 的缺点是什么?
+ - 单进程多线程，受 GIL 限制
+ - 每个 step 都要复制模型
+- 2. 为什么需要 nn.DataParallel?
+
+显存面(1题)
+
+- 1. nn.DataParallel 为什么显存不均衡?
+"""
+
+
+def test_a_bank_card_is_not_answered_by_its_own_list(notes: Path, tmp_path: Path) -> None:
+    # question 1's outline answers question 1, not its sibling question 2 of the same list
+    (notes / "siblings.txt").write_text(SIBLINGS, encoding="utf-8")
+    settings = from_env({}, corpus=notes, index=tmp_path / "index")
+    searcher = Searcher(settings, warn=lambda _: None, embedder=HashEmbedder())
+    cards = {c.question: c for c in pool(searcher.index.chunks) if c.source == "siblings.txt"}
+    outline = cards["nn.DataParallel 的缺点是什么?"].chunk
+    sibling = answerable.answerability(cards["为什么需要 nn.DataParallel?"], searcher, answered_above=0.0)
+    assert sibling.closest is not None and sibling.closest.id != outline
+    assert all(c.source != "siblings.txt" for c in sibling.passages)
+    other_list = answerable.answerability(
+        cards["nn.DataParallel 为什么显存不均衡?"], searcher, answered_above=0.0
+    )
+    assert other_list.closest is not None and other_list.closest.id == outline  # another list may use it
+
+
 def test_any_question_can_be_checked(searcher: Searcher) -> None:
     found = answerable.for_question("ZeRO-2 和 ZeRO-3 的区别是什么", searcher, answered_above=0.5)
     assert found.answered and found.passages[0].id == "bold.txt#3"
