@@ -1,10 +1,12 @@
 """Agreement of the practice grader with hand-set ratings (`eval/data/grading.jsonl`).
 
 Each line: `{"id", "question", "passage": chunk id, "answer", "expected": again|hard|good|easy, "kind":
-full|partial|wrong|empty, "lang"}`. The answer is graded against the named passage (and the pieces it was
-split into); a passage id the index does not hold is reported and the question's own search used instead.
-Reported: exact agreement, agreement within one rating step, and per kind the share graded good/easy
-(full answers) or again/hard (wrong and empty ones), the issue's targets.
+full|partial|wrong|empty, "lang", "split"}`. The answer is graded against the named passage (and the pieces it
+was split into); a passage id the index does not hold is reported and the question's own search used instead.
+Reported per split (`tune`, the default: g01-g48, the answers the thresholds were chosen on; `heldout`:
+g49-g72 on 6 other passages, written before the last tuning and never tuned on): exact agreement, agreement
+within one rating step, and per kind the share graded good/easy (full answers), hard (partial ones) or
+again/hard (wrong and empty ones), the issue's targets.
 
     python -m eval.grading [--embed] [--llm]   # lexical only by default; --embed adds e5, --llm the model
 
@@ -49,7 +51,12 @@ def agreement(rows: list[tuple[str, str, str]]) -> dict:
         "exact": round(sum(e == g for _, e, g in rows) / n, 3),
         "within_one": round(sum(abs(step[e] - step[g]) <= 1 for _, e, g in rows) / n, 3),
     }
-    for kind, wanted in (("full", {"good", "easy"}), ("wrong", {"again", "hard"}), ("empty", {"again"})):
+    for kind, wanted in (
+        ("full", {"good", "easy"}),
+        ("partial", {"hard"}),
+        ("wrong", {"again", "hard"}),
+        ("empty", {"again"}),
+    ):
         got = [g for k, _, g in rows if k == kind]
         out[f"{kind}_as_wanted"] = round(sum(g in wanted for g in got) / len(got), 3) if got else None
     out["confusion"] = {f"{e}->{g}": c for (e, g), c in sorted(Counter((e, g) for _, e, g in rows).items())}
@@ -59,7 +66,8 @@ def agreement(rows: list[tuple[str, str, str]]) -> dict:
 def run(searcher: Searcher, items: list[dict], *, embed: bool, model: Model | None = None) -> dict:
     chunks = {c.id: c for c in searcher.index.chunks}
     cache = PointCache(searcher.settings.cache, getattr(model, "name", "model")) if model else None
-    rows, details, seconds = [], [], []
+    rows: dict[str, list[tuple[str, str, str]]] = {}
+    details, seconds = [], []
     for item in items:
         chunk = chunks.get(item["passage"])
         if chunk is None:
@@ -78,11 +86,19 @@ def run(searcher: Searcher, items: list[dict], *, embed: bool, model: Model | No
             question=item["question"],
         )
         seconds.append(time.perf_counter() - began)
-        rows.append((item["kind"], item["expected"], result.rating))
+        split = item.get("split", "tune")
+        rows.setdefault(split, []).append((item["kind"], item["expected"], result.rating))
         details.append(
-            {"id": item["id"], "expected": item["expected"], "got": result.rating, "why": result.reason}
+            {
+                "id": item["id"],
+                "split": split,
+                "expected": item["expected"],
+                "got": result.rating,
+                "why": result.reason,
+            }
         )
-    return {**agreement(rows), "seconds_per_grade": round(sum(seconds) / len(seconds), 3), "rows": details}
+    per_split = {split: agreement(found) for split, found in rows.items()}
+    return {**per_split, "seconds_per_grade": round(sum(seconds) / len(seconds), 3), "rows": details}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,14 @@ def test_lexical_grades_full_partial_and_wrong_answers() -> None:
     assert [p.quote for p in wrong.missed] == [p.quote for p in sentence_points(PASSAGE)]
 
 
+def test_a_partial_answer_in_its_own_words_is_hard_not_again() -> None:
+    # it covers no point by overlap (a few words of two long sentences), but what it says is in the notes
+    partial = grade.grade("ZeRO-3 省显存，但是通信多。", [PASSAGE])
+    assert partial.rating == "hard" and partial.covered == [] and "in the notes" in partial.reason
+    wrong = grade.grade("ZeRO 是一种学习率预热方法，和显存无关。", [PASSAGE])  # the topic's words only
+    assert wrong.rating == "again"
+
+
 def test_rate_maps_coverage_to_fsrs_ratings() -> None:
     assert [grade.rate(n, 4)[0] for n in range(5)] == ["again", "hard", "good", "good", "easy"]
     assert [grade.rate(n, 6)[0] for n in (1, 2, 5)] == ["again", "hard", "easy"]
