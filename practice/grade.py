@@ -44,8 +44,13 @@ SAME = 0.855  # e5 cosine of an answer in another language and the key points fr
 NEAR = 0.85  # e5 cosine of a point and an answer sentence shown as covered (other-language answers)
 CJK = re.compile(r"[\u3400-\u9fff]")
 DONT_KNOW = re.compile(
-    r"^\W*(?:不知道|不清楚|不会|不记得|忘了|没学过|不了解|没有头绪|i\s*don'?t\s*know|no\s*idea|idk|"
-    r"not\s*sure|pass|skip)?\W*$",
+    r"^\W*(?:"
+    r"(?:我|我也|真的|实在|这个|这题)*(?:不太?|没|记不)(?:知道|清楚|会|记得|了解|学过|印象|头绪|起来)|"
+    r"(?:我)?(?:忘了|忘记了|想不起来)|"
+    r"(?:sorry\W*)?i\s*(?:really\s*)?(?:don'?t|do\s*not|can'?t|cannot)\s*(?:know|remember|recall)"
+    r"(?:\s*(?:this|that|it))?(?:\s*one)?|"
+    r"no\s*idea|idk|not\s*sure|pass|skip"
+    r")?(?:了|啊|呢|诶|哎)*\W*$",
     re.IGNORECASE,
 )
 VERDICT = re.compile(r"^\W*(\d{1,2})\s*[:：.、)]\s*\**\s*(covered|missed|contradicted|覆盖|遗漏|矛盾)", re.I)

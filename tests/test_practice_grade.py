@@ -54,7 +54,24 @@ def test_the_sentence_points_quote_the_notes_exactly() -> None:
         assert p.chunk == "bold.txt#3"
 
 
-@pytest.mark.parametrize("answer", ["", "   ", "不知道", "不知道。", "I don't know", "idk", "？？"])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "",
+        "   ",
+        "不知道",
+        "不知道。",
+        "I don't know",
+        "idk",
+        "？？",
+        "不太清楚",
+        "不记得了",
+        "我忘了",
+        "这题没印象",
+        "Sorry, I can't remember this one.",
+        "I do not recall",
+    ],
+)
 def test_no_answer_is_again_without_the_model(answer: str, tmp_path: Path) -> None:
     result = grade.grade(answer, [PASSAGE], model=Refuses(), cache=PointCache(tmp_path, "refuses"))
     assert result.rating == "again" and result.method == "none" and not result.covered
