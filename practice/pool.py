@@ -123,7 +123,8 @@ def _list_titles(chunks: list[Chunk]) -> dict[str, list[tuple[int, str]]]:
             lines.setdefault(chunk.source, {})[chunk.start + offset] = line
     found: dict[str, list[tuple[int, str]]] = {}
     for source, by_offset in lines.items():
-        titles, above, counted = found.setdefault(source, []), [], False
+        titles, counted = found.setdefault(source, []), False
+        above: list[tuple[int, str]] = []  # plain title lines since the last other line
         for offset, line in sorted(by_offset.items()):
             if not line.strip():
                 continue

@@ -12,7 +12,7 @@ from datetime import datetime
 from assistant.retrieval import Searcher
 from assistant.settings import Settings
 from practice import answerable, grade, pool, schedule
-from practice.points import Model, Point, PointCache
+from practice.points import Model, Point, PointCache, key_points
 
 
 def cards(searcher: Searcher, *, source: str = "", heading: str = "", topic: str = "") -> list[pool.Card]:
@@ -75,6 +75,17 @@ def check_answered(a: answerable.Answerability) -> None:
         raise ValueError(f"your notes hold no answer to {a.card.question!r}{near}: nothing to grade against")
 
 
+def prepare(a: answerable.Answerability, *, model: Model | None, settings: Settings) -> None:
+    """Extract and cache the key points of a card's answering passages (a model call per new passage), so
+    that grading the answer then costs one model call: front-ends run this while the person writes."""
+    if model is not None and a.answered:
+        key_points(a.passages, model=model, cache=_point_cache(model, settings))
+
+
+def _point_cache(model: Model, settings: Settings) -> PointCache:
+    return PointCache(settings.cache, getattr(model, "name", "model"))
+
+
 def grade_answer(
     a: answerable.Answerability,
     answer: str,
@@ -84,7 +95,7 @@ def grade_answer(
     settings: Settings,
 ) -> grade.Grade:
     check_answered(a)
-    cache = PointCache(settings.cache, getattr(model, "name", "model")) if model is not None else None
+    cache = _point_cache(model, settings) if model is not None else None
     return grade.grade(
         answer, a.passages, model=model, cache=cache, embedder=searcher.embedder, question=a.card.question
     )

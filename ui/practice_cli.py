@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 
 from assistant.retrieval import Searcher
@@ -141,8 +142,11 @@ def _quiz(
     while (a := session.next_card(searcher, deck, cards, settings, skip=frozenset(seen))) is not None:
         seen.add(a.card.id)
         print(f"\n问: {a.card.question}\n    ({a.card.where})")
+        prepared = threading.Thread(target=_prepare, args=(a, model, settings), daemon=True)
+        prepared.start()  # the card's key points, made while the answer is typed
         try:
             answer = input("答> ")
+            _wait(prepared)
             result = session.grade_answer(a, answer, searcher=searcher, model=model, settings=settings)
             print(_grade_text(result, session.as_json(result, a, None)))
             chosen = input(f"rating [{'/'.join(RATINGS)}; Enter = {result.rating}]> ").strip().lower()
@@ -155,6 +159,20 @@ def _quiz(
             schedule.save(deck)
         print(f"saved: {rating}; next review {due:%Y-%m-%d %H:%M} UTC")
     print("\nmianjing: nothing more due today.")
+
+
+def _prepare(a: answerable.Answerability, model: Model | None, settings: Settings) -> None:
+    try:
+        session.prepare(a, model=model, settings=settings)
+    except (RuntimeError, ValueError, OSError):
+        pass  # the grader meets it again and says so
+
+
+def _wait(prepared: threading.Thread) -> None:
+    """Let the key points made in the background finish before the model grades."""
+    if prepared.is_alive():
+        print("mianjing: reading the notes' key points…", file=sys.stderr, flush=True)
+    prepared.join()
 
 
 def _grade_text(result: Grade, out: dict) -> str:

@@ -12,6 +12,7 @@ as `mianjing practice` does).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -46,11 +47,13 @@ def show(searcher: Searcher, settings: Settings, model: Model | None) -> None:
     st.caption(f"{current.card.where} · {'new card' if current.card.id not in deck.cards else 'review'}")
     graded: Grade | None = st.session_state.get("practice_grade")
     if graded is None:
+        prepared = _prepare(current, model, settings)
         with st.form("practice_answer", clear_on_submit=False):
             answer = st.text_area("Your answer 你的回答", key="practice_answer_text", height=140)
             submitted = st.form_submit_button("Grade 评分", type="primary")
         if submitted:
             with st.spinner("Grading against your notes…"):
+                prepared.join()  # the key points made while the answer was written
                 st.session_state["practice_grade"] = session.grade_answer(
                     current, answer, searcher=searcher, model=model, settings=settings
                 )
@@ -134,6 +137,25 @@ def _current(
     found = session.next_card(searcher, deck, cards, settings, skip=skipped)
     st.session_state["practice_card"], st.session_state["practice_card_topic"] = found, topic
     return found
+
+
+def _prepare(current: answerable.Answerability, model: Model | None, settings: Settings) -> threading.Thread:
+    """The card's key points, made in the background once per card while the person writes (the model's
+    lock keeps it apart from a chat answer); grading waits for it and then needs one model call."""
+    kept = st.session_state.get("practice_prepared")
+    if kept is not None and kept[0] == current.card.id:
+        return kept[1]
+    thread = threading.Thread(target=_quietly, args=(current, model, settings), daemon=True)
+    thread.start()
+    st.session_state["practice_prepared"] = (current.card.id, thread)
+    return thread
+
+
+def _quietly(current: answerable.Answerability, model: Model | None, settings: Settings) -> None:
+    try:
+        session.prepare(current, model=model, settings=settings)
+    except (RuntimeError, ValueError, OSError):
+        pass  # grading meets it again and says so
 
 
 def _clear() -> None:
