@@ -71,6 +71,9 @@ class Settings:
     history_turns: int = 3  # earlier turns of a conversation sent with a follow-up
     answered_above: float = 0.92  # e5 cosine of a question and its best passage: the notes answer it
     new_per_day: int = 20  # new practice cards introduced per day (mianjing practice)
+    grader: str = (
+        "overlap"  # practice grading: overlap (notes' sentences, word overlap, e5) or model (the LLM)
+    )
 
     def __post_init__(self) -> None:
         for name, least in LEAST.items():
@@ -81,6 +84,8 @@ class Settings:
             raise ValueError(f"llm_timeout must be more than 0 seconds (got {self.llm_timeout})")
         if self.answer_style not in ("evidence", "window"):
             raise ValueError(f"answer_style must be evidence or window (got {self.answer_style!r})")
+        if self.grader not in ("overlap", "model"):
+            raise ValueError(f"grader must be overlap or model (got {self.grader!r})")
 
     @property
     def index_dir(self) -> Path:

@@ -58,7 +58,11 @@ def next_card(
 
 
 def load_model(settings: Settings, warn: Callable[[str], None]) -> Model | None:
-    """The settings' model, or None (said through `warn`) when it cannot load: grading is lexical then."""
+    """The model that grades, with `grader` "model" only (by default the notes' sentences, word overlap and e5
+    grade: on eval/data/grading.jsonl they agree with the expected ratings more than the bundled 1.5B's
+    verdicts); None (said through `warn`) when it cannot load."""
+    if settings.grader != "model":
+        return None
     from assistant.llm import Generator
 
     try:
@@ -78,7 +82,7 @@ def check_answered(a: answerable.Answerability) -> None:
 def prepare(a: answerable.Answerability, *, model: Model | None, settings: Settings) -> None:
     """Extract and cache the key points of a card's answering passages (a model call per new passage), so
     that grading the answer then costs one model call: front-ends run this while the person writes."""
-    if model is not None and a.answered:
+    if model is not None and a.answered and settings.grader == "model":
         key_points(a.passages, model=model, cache=_point_cache(model, settings))
 
 
@@ -95,6 +99,7 @@ def grade_answer(
     settings: Settings,
 ) -> grade.Grade:
     check_answered(a)
+    model = model if settings.grader == "model" else None
     cache = _point_cache(model, settings) if model is not None else None
     return grade.grade(
         answer, a.passages, model=model, cache=cache, embedder=searcher.embedder, question=a.card.question

@@ -8,8 +8,9 @@
     mianjing practice export --anki deck.apkg | --markdown FILE
     mianjing coverage [--out DIR] [--json]
 
-Each parses, calls `practice.session` / the practice modules once, and prints. The model grades when it
-loads (`--no-llm`: never); otherwise grading is lexical + e5, said once on stderr.
+Each parses, calls `practice.session` / the practice modules once, and prints. Grading is by the notes'
+sentences, word overlap and e5; with MIANJING_GRADER=model the language model grades when it loads
+(`--no-llm`: never), else overlap does, said once on stderr.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def add_parsers(sub: argparse._SubParsersAction, parents: list[argparse.Argument
     p.add_argument("--question", help="grade an answer to any question, against what retrieval finds")
     p.add_argument("--rating", choices=RATINGS, help="save this rating instead of the grade's (grade)")
     p.add_argument("--no-save", action="store_true", help="grade without saving the review")
-    p.add_argument("--no-llm", action="store_true", help="grade without the language model")
+    p.add_argument(
+        "--no-llm", action="store_true", help="never grade with the language model (MIANJING_GRADER=model)"
+    )
     p.add_argument("--anki", type=Path, help="export: write an Anki deck (.apkg)")
     p.add_argument("--markdown", type=Path, help="export: write a markdown study sheet")
     c = sub.add_parser("coverage", parents=[*parents, scope], help="which questions your notes answer")

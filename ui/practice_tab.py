@@ -28,6 +28,7 @@ LABELS = {"again": "Again 重来", "hard": "Hard 困难", "good": "Good 良好",
 
 
 def show(searcher: Searcher, settings: Settings, model: Model | None) -> None:
+    model = model if settings.grader == "model" else None  # MIANJING_GRADER: overlap grades by default
     topic = st.text_input("Topic (optional)", key="practice_topic", placeholder="e.g. ZeRO, LoRA, 位置编码")
     try:
         deck = schedule.load(settings.index_dir / schedule.STATE)
@@ -59,7 +60,10 @@ def show(searcher: Searcher, settings: Settings, model: Model | None) -> None:
                 )
             st.rerun()
         if model is None:
-            st.caption("Grading without a language model: by the words and meaning your answer shares.")
+            st.caption(
+                "Graded by the words and meaning your answer shares with your notes "
+                "(MIANJING_GRADER=model lets the language model judge)."
+            )
         return
     feedback(graded, current)
     rate(graded, current, deck)
