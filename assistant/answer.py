@@ -1,5 +1,10 @@
-"""The answer pipeline, step by step: standalone question -> retrieve -> choose passages -> refusal gate ->
-prompt -> generate (streamed) -> verdict (answer, refuse or quote) -> citations -> Answer.
+"""The answer pipeline, step by step: standalone question -> search query -> retrieve -> choose passages ->
+refusal gate -> prompt -> generate (streamed) -> verdict (answer, refuse or quote) -> citations -> Answer.
+
+An English question over notes written mostly in Chinese is searched with its Chinese translation (by the
+model, one short completion): BM25 and e5 both find Chinese passages far better from a Chinese query (dev set,
+English questions: hit@1 0.49 -> 0.65, hit@3 0.70 -> 0.95). The evidence is still chosen, and the prompt
+still written, for the question as asked, so the answer is in English.
 
 The refusal decision does not trust the model alone. Three signals, any of which refuses:
 1. before generating, the question's own technical terms (DoRA, GPTQ, FP8 …) mostly appear nowhere in the
@@ -55,6 +60,7 @@ class Diagnostics:
     support: float = 0.0  # share of the generated text found in the passages
     timings_ms: dict[str, float] = field(default_factory=dict)
     tokens_per_s: float = 0.0
+    query: str = ""  # what was searched: the standalone question, or its translation into the notes' language
 
 
 @dataclass(frozen=True)
@@ -99,8 +105,13 @@ def answer(
     # Step 1: a follow-up becomes a standalone question, using the conversation so far
     standalone = rewrite(question, history, model, style=settings.answer_style) if history else question
     timings = {"rewrite": _ms(began)} if history else {}
-    # Step 2: retrieve
-    result = searcher.search(standalone, mode=settings.mode, k=settings.k)
+    # Step 2: retrieve, in the notes' language
+    query = standalone
+    if settings.translate == "auto" and prompt.is_english(standalone) and searcher.index.cjk_share > 0.3:
+        translating = time.perf_counter()
+        query = translate(standalone, model, style=settings.answer_style)
+        timings["translate"] = _ms(translating)
+    result = searcher.search(query, mode=settings.mode, k=settings.k)
     timings["retrieve"] = result.timings_ms["total"]
     # Step 3: choose passages: answering ones first, best first
     chosen = [h.chunk for h in result.hits if h.chunk.has_answer][: settings.n_passages]
@@ -108,7 +119,7 @@ def answer(
     known = known if style == "window" else ()  # evidence is numbered from [1] in every answer
     shown = prompt.passages(
         chosen,
-        standalone,
+        standalone,  # the evidence is chosen for the question as asked (e5 across languages)
         max_chars=settings.passage_chars,
         known=known,
         style=style,
@@ -156,7 +167,7 @@ def answer(
         passages=shown,
         sentences=sentences if generated else [],  # verified (evidence style): flags unsupported ones
         pointers=result.hits[:3],
-        diagnostics=Diagnostics(generated, sent, round(support, 3), timings, round(speed, 2)),
+        diagnostics=Diagnostics(generated, sent, round(support, 3), timings, round(speed, 2), query),
     )
 
 
@@ -247,6 +258,27 @@ def rewrite(
     text = lines[0].strip().strip('“”"「」') if lines else ""
     text = re.sub(r"^(改写后的问题|问题|Question)[:：]\s*", "", text)
     return text if 2 <= len(text) <= 200 else question
+
+
+TRANSLATE = "（这一步不回答问题）把英文面试问题翻译成中文，专业术语保留英文原词。只输出翻译，不要回答问题。"
+TRANSLATED = ("英文：Why does LoRA not add inference latency?\n中文：", "为什么 LoRA 不会增加推理延迟？")
+
+
+def translate(question: str, model: ChatModel, *, style: str = "evidence") -> str:
+    """An English question -> Chinese, for searching Chinese notes (one worked example: without it the
+    1.5B model rephrases in English). The question itself when the reply is empty, too long or not Chinese.
+
+    The request starts with the answer prompt's own system message, so llama.cpp keeps that prefix for the
+    answer (a request of its own cost the answer ~3 s of re-evaluating it)."""
+    request = [
+        *prompt.fixed_start(style),
+        ("user", f"{TRANSLATE}\n{TRANSLATED[0]}"),
+        ("assistant", TRANSLATED[1]),
+    ]
+    lines = model.complete([*request, ("user", f"英文：{question}\n中文：")]).strip().splitlines()
+    text = re.sub(r"^中文[:：]\s*", "", lines[0].strip()) if lines else ""
+    chinese = sum("\u3400" <= c <= "\u9fff" for c in text)
+    return text if chinese >= 2 and len(text) <= 2 * len(question) + 20 else question
 
 
 def _similar(searcher: Searcher) -> cite.Similar:
@@ -358,6 +390,7 @@ def as_json(result: Answer) -> dict:
     return {
         "question": result.question,
         "standalone_question": result.standalone_question,
+        "search_query": result.diagnostics.query or result.standalone_question,
         "answer": result.text,
         "refused": result.refused,
         "quoted": result.quoted,

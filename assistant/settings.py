@@ -69,6 +69,7 @@ class Settings:
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is not in the notes
     quote_above: float = 0.915  # e5 cosine of the best passage above which an unsupported answer quotes it
     history_turns: int = 3  # earlier turns of a conversation sent with a follow-up
+    translate: str = "auto"  # auto: an English question over Chinese notes is searched in Chinese; off: never
     answered_above: float = 0.92  # e5 cosine of a question and its best passage: the notes answer it
     new_per_day: int = 20  # new practice cards introduced per day (mianjing practice)
     grader: str = (
@@ -84,6 +85,8 @@ class Settings:
             raise ValueError(f"llm_timeout must be more than 0 seconds (got {self.llm_timeout})")
         if self.answer_style not in ("evidence", "window"):
             raise ValueError(f"answer_style must be evidence or window (got {self.answer_style!r})")
+        if self.translate not in ("auto", "off"):
+            raise ValueError(f"translate must be auto or off (got {self.translate!r})")
         if self.grader not in ("overlap", "model"):
             raise ValueError(f"grader must be overlap or model (got {self.grader!r})")
 

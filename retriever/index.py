@@ -85,6 +85,15 @@ class Index:
         """Every BM25 token in the index: what the notes mention at all."""
         return {t for tokens in self.tokens for t in tokens}
 
+    @cached_property
+    def cjk_share(self) -> float:
+        """Share of CJK characters among the letters of the notes (0 for none): their main language."""
+        letters = cjk = 0
+        for chunk in self.chunks:
+            letters += sum(c.isalpha() for c in chunk.text)
+            cjk += sum("\u3400" <= c <= "\u9fff" for c in chunk.text)
+        return cjk / letters if letters else 0.0
+
     def mentions(self, term: str) -> bool:
         """Do the notes mention `term`, as BM25 sees it: its whole token, or every one of its parts
         (`ZeRO-3` -> `zero3`, or both `zero` and `3`). A term that tokenizes to nothing counts as mentioned.

@@ -164,9 +164,13 @@ def test_an_english_answer_to_chinese_notes_is_judged_across_languages(
     def restates(_searcher: Searcher) -> Any:
         return lambda sentence, texts: [0.9 if "ZeRO-3 还切分" in t else 0.2 for t in texts]
 
-    model = ScriptedModel("ZeRO-3 also partitions the model parameters, using the least memory [3].")
+    model = ScriptedModel(
+        "ZeRO-3 切分什么？",  # the question in the notes' language, for searching
+        "ZeRO-3 also partitions the model parameters, using the least memory [3].",
+    )
     monkeypatch.setattr(answer_module, "_restates", restates)
     result = answer("What does ZeRO-3 partition?", searcher=searcher, model=model)
+    assert result.diagnostics.query == "ZeRO-3 切分什么？" and "Answer in English" in model.sent[1][-1][1]
     assert not result.refused and result.diagnostics.support < 0.45
     target = next(p.n for p in result.passages if "ZeRO-3 还切分" in p.text)
     assert [c.n for c in result.citations] == [target] and result.text.endswith(f"memory [{target}].")
@@ -175,16 +179,48 @@ def test_an_english_answer_to_chinese_notes_is_judged_across_languages(
 
 def test_an_english_answer_close_to_no_evidence_is_not_shown_as_the_notes(searcher: Searcher) -> None:
     """With nothing close in meaning (the hash embedder), the English answer is the model's own."""
-    model = ScriptedModel("ZeRO-3 partitions everything across the cluster with magic [1].")
+    model = ScriptedModel(
+        "ZeRO-3 切分什么？", "ZeRO-3 partitions everything across the cluster with magic [1]."
+    )
     result = answer("What does ZeRO-3 partition?", searcher=searcher, model=model)
     assert result.refused and "restates no evidence" in result.reason and not result.citations
 
 
 def test_english_question_gets_the_english_rule_and_refusal(searcher: Searcher) -> None:
     model = ScriptedModel("The notes do not cover this.")
-    result = answer("How does gradient checkpointing work?", searcher=searcher, model=model)
+    off = replace(searcher.settings, translate="off")  # searched as asked: the model is asked once
+    result = answer("How does gradient checkpointing work?", searcher=searcher, model=model, settings=off)
     assert result.refused and result.text == prompt.REFUSAL_EN
-    assert "Answer in English" in model.sent[0][-1][1]
+    assert "Answer in English" in model.sent[0][-1][1] and result.diagnostics.query == result.question
+
+
+@pytest.mark.parametrize(
+    ("reply", "searched"),
+    [
+        ("梯度检查点是如何工作的？", "梯度检查点是如何工作的？"),
+        (
+            "中文：梯度检查点是如何工作的？\n（说明）",
+            "梯度检查点是如何工作的？",
+        ),  # label and extra lines dropped
+        ("How does gradient checkpointing work in practice?", "How does gradient checkpointing work?"),
+        ("", "How does gradient checkpointing work?"),  # nothing usable: the question as asked
+    ],
+)
+def test_an_english_question_is_searched_in_the_notes_language(
+    searcher: Searcher, reply: str, searched: str
+) -> None:
+    model = ScriptedModel(reply, "The notes do not cover this.")
+    result = answer("How does gradient checkpointing work?", searcher=searcher, model=model)
+    assert result.diagnostics.query == searched and "translate" in result.diagnostics.timings_ms
+    assert "英文：How does gradient checkpointing work?" in model.sent[0][-1][1]
+    assert model.sent[1][-1][1].count("How does gradient checkpointing work?") == 2  # the prompt: as asked
+    chinese = answer(
+        "梯度检查点是如何工作的？", searcher=searcher, model=ScriptedModel("笔记中没有相关内容。")
+    )
+    assert (
+        chinese.diagnostics.query == "梯度检查点是如何工作的？"
+        and "translate" not in chinese.diagnostics.timings_ms
+    )
 
 
 def follow_up(searcher: Searcher, settings: Settings) -> tuple[Conversation, Answer, Answer, str]:

@@ -223,6 +223,8 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
     """After the streamed text: the refusal or the cited sources, each with a short excerpt."""
     if follow_up and r.standalone_question != r.question:
         print(f"\n(rewritten: {r.standalone_question})")
+    if r.diagnostics.query and r.diagnostics.query != r.standalone_question:
+        print(f"\n(searched as: {r.diagnostics.query})")
     if r.refused:
         if r.diagnostics.generated:
             print(f"\n\n⚠ not supported by your notes ({r.reason}); treated as:")

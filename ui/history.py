@@ -130,8 +130,9 @@ def markdown(turns: list[Turn], titles: dict[str, str]) -> str:
         if t.stopped is not None:
             out += [t.stopped, "", "*(stopped before the answer was finished)*", ""]
         elif t.answer is not None:
-            if t.answer.standalone_question != t.question:
-                out += [f"*searched as: {t.answer.standalone_question}*", ""]
+            searched = t.answer.diagnostics.query or t.answer.standalone_question
+            if searched != t.question:
+                out += [f"*searched as: {searched}*", ""]
             out += [t.answer.text, ""]
             out += _sources(t, titles)
         else:

@@ -223,8 +223,12 @@ def turn(exchange: Turn, shelf: Shelf, on_vote: Callable[[Turn], None]) -> None:
 
 
 def rewritten(exchange: Turn) -> None:
-    if exchange.answer and exchange.answer.standalone_question != exchange.question:
-        st.caption(f"↳ searched as: {exchange.answer.standalone_question}")
+    """What was searched, when it is not the question as asked (a follow-up rewritten, or translated)."""
+    if exchange.answer is None:
+        return
+    searched = exchange.answer.diagnostics.query or exchange.answer.standalone_question
+    if searched != exchange.question:
+        st.caption(f"↳ searched as: {searched}")
 
 
 def reply(exchange: Turn, shelf: Shelf) -> None:
