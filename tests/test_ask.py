@@ -76,7 +76,7 @@ def qwen(bundled: Searcher) -> Generator:
 # Dev questions the 1.5B answers with a relevant citation and all key points, evidence-first (README,
 # "Answers"); ids from eval/data/dev.jsonl.
 ANSWERABLE = ("d086", "d094", "d115")
-ENGLISH = "d049"  # "How does Chatbot Arena rank models?": answered in English from the Chinese notes
+ENGLISH = "d135"  # "How can an LLM be given tool-calling ability?": in English from the Chinese notes
 UNANSWERABLE = "d190"  # Python generators: not term-gated, so the model answers and the support gate refuses
 
 
