@@ -32,6 +32,7 @@ from assistant.retrieval import Searcher
 from assistant.settings import Settings
 from retriever.index import Index
 from retriever.search import Hit
+from retriever.tokenize import cjk_count
 
 TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
 
@@ -277,8 +278,7 @@ def translate(question: str, model: ChatModel, *, style: str = "evidence") -> st
     ]
     lines = model.complete([*request, ("user", f"英文：{question}\n中文：")]).strip().splitlines()
     text = re.sub(r"^中文[:：]\s*", "", lines[0].strip()) if lines else ""
-    chinese = sum("\u3400" <= c <= "\u9fff" for c in text)
-    return text if chinese >= 2 and len(text) <= 2 * len(question) + 20 else question
+    return text if cjk_count(text) >= 2 and len(text) <= 2 * len(question) + 20 else question
 
 
 def _similar(searcher: Searcher) -> cite.Similar:

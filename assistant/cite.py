@@ -123,7 +123,7 @@ Similar = Callable[[str, Sequence[str]], Sequence[float]]  # (sentence, evidence
 def is_english(text: str) -> bool:
     """More than twice as many Latin words as CJK characters: "KV Cache 是什么" is Chinese."""
     words = len(re.findall(r"[A-Za-z][\w'-]*", text))
-    return words > 2 * len(re.findall(r"[\u3400-\u9fff]", text))
+    return words > 2 * tokenize.cjk_count(text)
 
 
 def verify(

@@ -28,7 +28,7 @@ import numpy as np
 from ingest.chunk import Chunk, sentence_spans
 from practice.points import Model, Point, PointCache, key_points
 from retriever.dense import Embedder
-from retriever.tokenize import bigrams, tokenize
+from retriever.tokenize import bigrams, cjk_count, tokenize
 
 RATINGS = ("again", "hard", "good", "easy")  # FSRS's Rating 1-4
 # Lower bounds of the share of key points covered for hard, good, easy (chosen on the tune split of
@@ -42,7 +42,6 @@ COVERED = 0.35  # overlap recall from which a point counts as covered
 PRECISE = 0.3
 SAME = 0.855  # e5 cosine of an answer in another language and the key points from which it is good
 NEAR = 0.85  # e5 cosine of a point and an answer sentence shown as covered (other-language answers)
-CJK = re.compile(r"[\u3400-\u9fff]")
 DONT_KNOW = re.compile(
     r"^\W*(?:"
     r"(?:我|我也|真的|实在|这个|这题)*(?:不太?|没|记不)(?:知道|清楚|会|记得|了解|学过|印象|头绪|起来)|"
@@ -178,7 +177,7 @@ def precision(answer: str, notes: str, question: str) -> float:
 
 def _other_language(answer: str, notes: str) -> bool:
     """An answer with (almost) no CJK to notes that are mostly CJK: overlap cannot judge a translation."""
-    return len(CJK.findall(answer)) < 0.1 * len(answer) and len(CJK.findall(notes)) > 0.3 * len(notes)
+    return cjk_count(answer) < 0.1 * len(answer) and cjk_count(notes) > 0.3 * len(notes)
 
 
 def _cross_lingual(

@@ -36,7 +36,7 @@ from ingest.chunk import Chunk, chunk_note
 from ingest.load import CorpusError, Note, load_notes, note_paths
 from retriever.bm25 import BM25
 from retriever.dense import Embedder, VectorIndex, model_identity
-from retriever.tokenize import tokenize
+from retriever.tokenize import cjk_count, tokenize
 
 FORMAT = 1
 TOKENIZER = "jieba-terms-2"  # bump when tokenize() changes: stored tokens are then stale
@@ -91,7 +91,7 @@ class Index:
         letters = cjk = 0
         for chunk in self.chunks:
             letters += sum(c.isalpha() for c in chunk.text)
-            cjk += sum("\u3400" <= c <= "\u9fff" for c in chunk.text)
+            cjk += cjk_count(chunk.text)
         return cjk / letters if letters else 0.0
 
     def mentions(self, term: str) -> bool:

@@ -21,6 +21,7 @@ from functools import cache
 from types import ModuleType
 
 TERM = re.compile(r"[A-Za-z0-9]+(?:[-_.+/][A-Za-z0-9]+)*")
+CJK = re.compile(r"[\u3400-\u9fff]")  # a CJK ideograph (the unified block and extension A)
 PIECE = re.compile(r"[A-Za-z0-9]+(?:[-_.+/][A-Za-z0-9]+)*|[\u3400-\u9fff\uf900-\ufaff]+")
 
 STOP_ZH = frozenset(
@@ -84,3 +85,8 @@ def bigrams(text: str) -> set[str]:
     for run in re.findall(r"[\u3400-\u9fff]+", text):
         units |= {run[i : i + 2] for i in range(len(run) - 1)} or {run}
     return units
+
+
+def cjk_count(text: str) -> int:
+    """CJK ideographs in `text`: how much of it is written in Chinese."""
+    return len(CJK.findall(text))
