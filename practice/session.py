@@ -6,6 +6,7 @@ Does not: parse flags or print, or load the index itself (callers pass a `Search
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -84,6 +85,23 @@ def prepare(a: answerable.Answerability, *, model: Model | None, settings: Setti
     that grading the answer then costs one model call: front-ends run this while the person writes."""
     if model is not None and a.answered and settings.grader == "model":
         key_points(a.passages, model=model, cache=_point_cache(model, settings))
+
+
+def prepare_in_background(
+    a: answerable.Answerability, *, model: Model | None, settings: Settings
+) -> threading.Thread:
+    """`prepare` on a started daemon thread, for a front-end to join before grading; a failure there is
+    left to the grader, which meets it again and says so."""
+
+    def quietly() -> None:
+        try:
+            prepare(a, model=model, settings=settings)
+        except (RuntimeError, ValueError, OSError):
+            pass
+
+    thread = threading.Thread(target=quietly, daemon=True)
+    thread.start()
+    return thread
 
 
 def _point_cache(model: Model, settings: Settings) -> PointCache:

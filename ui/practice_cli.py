@@ -145,8 +145,7 @@ def _quiz(
     while (a := session.next_card(searcher, deck, cards, settings, skip=frozenset(seen))) is not None:
         seen.add(a.card.id)
         print(f"\n问: {a.card.question}\n    ({a.card.where})")
-        prepared = threading.Thread(target=_prepare, args=(a, model, settings), daemon=True)
-        prepared.start()  # the card's key points, made while the answer is typed
+        prepared = session.prepare_in_background(a, model=model, settings=settings)  # while typing
         try:
             answer = input("答> ")
             _wait(prepared)
@@ -162,13 +161,6 @@ def _quiz(
             schedule.save(deck)
         print(f"saved: {rating}; next review {due:%Y-%m-%d %H:%M} UTC")
     print("\nmianjing: nothing more due today.")
-
-
-def _prepare(a: answerable.Answerability, model: Model | None, settings: Settings) -> None:
-    try:
-        session.prepare(a, model=model, settings=settings)
-    except (RuntimeError, ValueError, OSError):
-        pass  # the grader meets it again and says so
 
 
 def _wait(prepared: threading.Thread) -> None:

@@ -149,17 +149,9 @@ def _prepare(current: answerable.Answerability, model: Model | None, settings: S
     kept = st.session_state.get("practice_prepared")
     if kept is not None and kept[0] == current.card.id:
         return kept[1]
-    thread = threading.Thread(target=_quietly, args=(current, model, settings), daemon=True)
-    thread.start()
+    thread = session.prepare_in_background(current, model=model, settings=settings)
     st.session_state["practice_prepared"] = (current.card.id, thread)
     return thread
-
-
-def _quietly(current: answerable.Answerability, model: Model | None, settings: Settings) -> None:
-    try:
-        session.prepare(current, model=model, settings=settings)
-    except (RuntimeError, ValueError, OSError):
-        pass  # grading meets it again and says so
 
 
 def _clear() -> None:
