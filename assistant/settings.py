@@ -72,9 +72,7 @@ class Settings:
     translate: str = "auto"  # auto: an English question over Chinese notes is searched in Chinese; off: never
     answered_above: float = 0.92  # e5 cosine of a question and its best passage: the notes answer it
     new_per_day: int = 20  # new practice cards introduced per day (mianjing practice)
-    grader: str = (
-        "overlap"  # practice grading: overlap (notes' sentences, word overlap, e5) or model (the LLM)
-    )
+    grader: str = "overlap"  # practice grading: overlap (notes' sentences, overlap, e5) or model (the LLM)
 
     def __post_init__(self) -> None:
         for name, least in LEAST.items():
