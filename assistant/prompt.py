@@ -132,7 +132,8 @@ def user_message(
     if style == "evidence":
         blocks = "\n".join(f"[{p.n}]（{p.heading}）\n{p.text}\n" for p in shown)
         rule = (
-            "Answer in English in 1-4 sentences from the evidence, each ending with its [number]."
+            "Answer in English (translate the Chinese evidence), 1-4 sentences, "
+            "each ending with its [number]."
             if is_english(question)
             else "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
         )
