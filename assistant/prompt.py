@@ -131,9 +131,9 @@ def user_message(
     Style "evidence": every piece of evidence in full, under this answer's own numbers."""
     if style == "evidence":
         blocks = "\n".join(f"[{p.n}]（{p.heading}）\n{p.text}\n" for p in shown)
+        translate = "" if is_english(blocks) else " (translate the Chinese evidence)"  # English notes: none
         rule = (
-            "Answer in English (translate the Chinese evidence), 1-4 sentences, "
-            "each ending with its [number]."
+            f"Answer in English{translate}, 1-4 sentences, each ending with its [number]."
             if is_english(question)
             else "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
         )

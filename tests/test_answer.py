@@ -13,6 +13,7 @@ from assistant import cite, prompt
 from assistant.answer import Answer, Conversation, answer, gate_terms
 from assistant.retrieval import Searcher
 from assistant.settings import Settings, from_env
+from ingest.chunk import Chunk
 from tests.conftest import HashEmbedder
 
 
@@ -70,6 +71,17 @@ def test_window_keeps_the_sentences_that_match_the_question() -> None:
     text = "无关的开头。" * 30 + "RMSNorm 去掉了均值中心化。" + "无关的结尾。" * 30
     shown = prompt.window(text, "RMSNorm 和均值中心化", 60)
     assert "RMSNorm 去掉了均值中心化。" in shown and len(shown) <= 60
+
+
+def test_only_chinese_evidence_is_to_be_translated() -> None:
+    def rule(text: str) -> str:
+        chunk = Chunk("n.md#1", "n.md", 0, len(text), ("n.md", "KV"), text, True)
+        shown = prompt.passages([chunk], "What does the KV cache store?", max_chars=250)
+        return prompt.user_message("What does the KV cache store?", shown, style="evidence")
+
+    assert "(translate the Chinese evidence)" in rule("推理时缓存历史 token 的 K 和 V，避免重复计算。")
+    english = rule("The KV cache keeps the keys and values of earlier tokens.")
+    assert "Answer in English, 1-4 sentences" in english and "translate" not in english
 
 
 def test_language_of_the_question() -> None:
