@@ -14,6 +14,7 @@ Does not: decide relevance, or average over questions (see `mean`).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence, Set
 
@@ -76,7 +77,8 @@ def context_precision_at(matches: Matches, k: int) -> float:
 
 def key_point_recall(answer: str, key_points: Sequence[Sequence[str]]) -> float:
     """Share of the key points stated by `answer`: a point counts when any of its alternatives is a
-    substring of the answer, case and whitespace ignored.
+    substring of the answer, case, whitespace and inline LaTeX markup ignored (`扩大 $N$ 倍` states
+    `扩大 N 倍`, `$3 \\times 10^{-4}$` states `3 × 10^-4`).
 
     >>> key_point_recall("LR 扩大 N 倍 [1]", [["扩大N倍", "linear scaling"], ["√N"]])
     0.5
@@ -87,7 +89,26 @@ def key_point_recall(answer: str, key_points: Sequence[Sequence[str]]) -> float:
 
 
 def _squash(text: str) -> str:
-    return "".join(text.lower().split())
+    return "".join(_unlatex(text).lower().split())
+
+
+# inline LaTeX read as plain text: a command as its character ("" for sizing), the argument of a text wrapper
+_LATEX = {r"\times": "×", r"\cdot": "·", r"\approx": "≈", r"\le": "≤", r"\ge": "≥", r"\sqrt": "√"}
+_LATEX |= dict.fromkeys((r"\left", r"\right", r"\big", r"\Big", r"\quad"), "")
+_LATEX_WRAPPER = re.compile(r"\\(?:text|mathrm|mathbf|mathit|operatorname|boldsymbol)\{([^{}]*)\}")
+_LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+|\\[,;!]")
+
+
+def _unlatex(text: str) -> str:
+    r"""`扩大 $N$ 倍` as 扩大 N 倍, `$3 \times 10^{-4}$` as 3 × 10^-4, `\text{Adam}` as Adam."""
+    text = _LATEX_WRAPPER.sub(r"\1", text.replace("$", ""))
+    text = _LATEX_COMMAND.sub(lambda m: _LATEX.get(m.group(), _spacing(m.group())), text)
+    return re.sub(r"([\^_])\{([^{}]*)\}", r"\1\2", text)
+
+
+def _spacing(command: str) -> str:
+    r"""`\,` `\;` `\!` (spacing) as nothing; any other command unknown to `_LATEX` as itself."""
+    return "" if command[1] in ",;!" else command
 
 
 def mean(values: list[float]) -> float:

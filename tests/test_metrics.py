@@ -135,6 +135,12 @@ def test_agrees_with_trec_eval() -> None:
         ("", [["x"]], 0.0),
         ("anything", [], 0.0),
         ("3 × 10^-4 到 6e-4", [["3e-4", "3 × 10^-4"], ["6e-4"], ["1e-4"]], 2 / 3),
+        # inline LaTeX states the same fact as plain text, on either side
+        ("学习率也应扩大 $N$ 倍 [1]", [["扩大N倍"]], 1.0),
+        (r"通常在 $3 \times 10^{-4}$ 到 $6 \times 10^{-4}$ 之间", [["3 × 10^-4"], ["6×10^-4"]], 1.0),
+        (r"用 $\text{Adam}$，$\left(1-\beta\right)$", [["adam"], ["(1-\\beta)"]], 1.0),
+        ("扩大 N 倍", [["扩大 $N$ 倍"]], 1.0),
+        ("扩大 M 倍", [["扩大 $N$ 倍"]], 0.0),
     ],
 )
 def test_key_point_recall(answer: str, points: list[list[str]], expected: float) -> None:
