@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({f"epoch {epoch + 1}": record[f"held_out_epoch_{epoch + 1}"]}), flush=True)
     record["dev"] = evaluate(scorer, dev, texts)
     record["seconds"] = round(time.perf_counter() - began, 1)
-    print(json.dumps({"dev": record["dev"], "seconds": record["seconds"]}, indent=1))
+    print(json.dumps({k: record[k] for k in ("settings", "groups", "dev", "seconds")}, indent=1))
     return 0
 
 
