@@ -57,3 +57,9 @@ def test_masks_and_fusion() -> None:
     # RRF of the score's order with the arrival (fused) order: the last arrival, first by score, climbs
     # from 5th to 3rd; the others keep their order
     assert late.rrf_order([0.5, 0.4, 0.3, 0.2, 0.9]) == [0, 1, 4, 2, 3]
+
+
+def test_a_missing_questions_file_is_one_line(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert late.main(["--questions", str(tmp_path / "none.jsonl")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tune.late: error: no questions file") and "\n" not in err

@@ -35,10 +35,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from retriever.fuse import rrf
+from tune import train
+
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = 20  # hybrid hits reordered, as MIANJING_RERANK_CANDIDATES
 QUERY_TOKENS, PASSAGE_TOKENS = 32, 224  # the halves' lengths (a pair of at most 256 tokens)
-RRF_K = 60
 
 Ranked = tuple[str, list[str], list[bool], str]  # question, candidate ids, relevant?, kind
 
@@ -148,20 +150,11 @@ def rank_of(order: Sequence[int], relevant: Sequence[bool]) -> int | None:
     return next((n for n, i in enumerate(order, 1) if relevant[i]), None)
 
 
-def metrics(ranks: Sequence[int | None]) -> dict[str, float]:
-    n = len(ranks) or 1
-    return {
-        "hit@1": round(sum(r == 1 for r in ranks) / n, 3),
-        "hit@5": round(sum(r is not None and r <= 5 for r in ranks) / n, 3),
-        "mrr@10": round(sum(1 / r for r in ranks if r is not None and r <= 10) / n, 3),
-    }
-
-
 def rrf_order(scores: Sequence[float]) -> list[int]:
-    """RRF of the score's ranking and the fused order the candidates arrive in."""
+    """RRF of the score's ranking and the fused order the candidates arrive in (`retriever.fuse.rrf`, as
+    rerank mode fuses them); ties keep the arrival order."""
     by_score = sorted(range(len(scores)), key=lambda i: -scores[i])
-    rank = {i: n for n, i in enumerate(by_score, 1)}
-    fused = {i: 1 / (RRF_K + rank[i]) + 1 / (RRF_K + i + 1) for i in range(len(scores))}
+    fused = rrf([list(range(len(scores))), by_score])
     return sorted(fused, key=lambda i: -fused[i])
 
 
@@ -181,7 +174,7 @@ def evaluate(scorer: LateScorer, data: Sequence[Ranked], texts: dict[str, str]) 
                 found[name].append(rank)
                 if kind:
                     found[f"{kind}:{name}"].append(rank)
-    return {name: metrics(ranks) for name, ranks in found.items()}
+    return {name: train._metrics(ranks) for name, ranks in found.items()}
 
 
 def ranked(searcher: Any, questions: Sequence[tuple[str, Callable[[Any], bool], str]]) -> list[Ranked]:
@@ -201,7 +194,6 @@ def main(argv: list[str] | None = None) -> int:
     from eval.dataset import load_dataset, relevant
     from retriever.e5 import ensure_e5
     from tune import negatives as negatives_
-    from tune import train
 
     parser = argparse.ArgumentParser(prog="python -m tune.late", description=__doc__.splitlines()[0])
     parser.add_argument("--questions", type=Path, default=REPO / "tune" / "data" / "questions.jsonl")
@@ -213,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep-e5", action="store_true")
     parser.add_argument("--seed", type=int, default=12)
     args = parser.parse_args(argv)
+    if not args.questions.is_file():
+        print(f"tune.late: error: no questions file {args.questions}", file=sys.stderr)
+        return 2
     torch.manual_seed(args.seed)
     began = time.perf_counter()
     searcher = Searcher(from_env())
