@@ -9,7 +9,9 @@
 - `verify` checks every sentence against the evidence it cites and moves its mark to the evidence it
   actually restates; a sentence no evidence supports loses its marks and is flagged; `render` writes the
   answer again with exactly those marks, so no mark is shown without a target. English sentences over
-  Chinese notes share no words with them: their support is e5 similarity (`similar`), not overlap.
+  Chinese notes share no words with them: their support is e5 similarity (`similar`), not overlap. The
+  evidence must also hold the technical names the sentence uses (RMSNorm, ZeRO-3), so a passage about
+  one method copied out as a statement about another is not counted as the notes'.
 
 Does not: judge whether a cited passage really entails the sentence (that is the eval's faithfulness).
 """
@@ -126,6 +128,37 @@ def is_english(text: str) -> bool:
     return words > 2 * tokenize.cjk_count(text)
 
 
+TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
+GENERIC = frozenset({"ai", "api", "cpu", "dl", "gpu", "llm", "ml", "nlp"})  # name no method: not checked
+
+
+def name_forms(text: str) -> list[tuple[str, str]]:
+    """The technical names in `text` (two capitals or a digit: RMSNorm, GQA, ZeRO-3, FP16), each as (name
+    folded: lower case without hyphens, dots or spaces, so "ZeRO3" is "zero-3"; its capitals, for a
+    CamelCase name evidence may abbreviate: "BatchNorm" is also "BN", else ""). "RNNs" is "RNN"."""
+    out = []
+    for m in TERM.finditer(strip_marks(text)):
+        name = m.group(0)
+        if not (sum(c.isupper() for c in name) >= 2 or any(c.isdigit() for c in name)):
+            continue
+        name = name[:-1] if re.search(r"[A-Z]s$", name) else name
+        camel = any(c.islower() for c in name) and not any(c.isdigit() for c in name)
+        if _fold(name) not in GENERIC:
+            out.append((_fold(name), "".join(c for c in name if c.isupper()) if camel else ""))
+    return out
+
+
+def _holds(text: str, folded: str, name: tuple[str, str]) -> bool:
+    """Does evidence `text` (`folded` as name_forms folds) name `name`, in full or by its capitals as a
+    word of their own?"""
+    full, capitals = name
+    return full in folded or bool(capitals and re.search(rf"(?<![A-Za-z]){capitals}(?![A-Za-z])", text))
+
+
+def _fold(text: str) -> str:
+    return re.sub(r"[-.\s]", "", text.lower())
+
+
 def verify(
     found: list[Sentence],
     passages: dict[int, str],
@@ -133,14 +166,22 @@ def verify(
     similar: Similar | None = None,
     lexical: float = LEXICAL,
     cross: float = RESTATES,
+    names: bool = True,
 ) -> list[Sentence]:
     """Each sentence with the numbers of the evidence that supports it: its own marks where their
     evidence supports it, else the evidence that supports it best (moved), else no number and
-    supported=False. Sentences too short to judge (< 4 overlap units, e.g. "是的。") keep their marks."""
+    supported=False. Sentences too short to judge (< 4 overlap units, e.g. "是的。") keep their marks.
+
+    With `names`, a sentence is supported only when the evidence that supports it also holds every
+    technical name the sentence uses (together: a comparison may draw on two pieces): "RMSNorm 针对每个
+    样本做归一化" restating a passage about LayerNorm word for word, the name swapped, is the merged false
+    statement the 1.5B model writes most often."""
     grams = {n: bigrams(text) for n, text in passages.items()}
+    folded = {n: _fold(text) for n, text in passages.items()}
     out = []
     for s in found:
         mine = bigrams(s.text)
+        named = name_forms(s.text) if names else []
         english = is_english(strip_marks(s.text))
         if english and similar is not None and passages:
             order = list(passages)
@@ -152,6 +193,8 @@ def verify(
         else:
             out.append(s)
             continue
+        if not all(any(_holds(passages[n], folded[n], name) for n in ok) for name in named):
+            ok = set()  # a name that none of the supporting evidence has: the sentence says it of another
         own = tuple(n for n in s.numbers if n in ok)
         if own:  # the model's marks (or the attribution) hold where their evidence supports the sentence
             cited, attributed = (own, ()) if s.cited else ((), own)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from assistant import cite, evidence
 
@@ -119,3 +120,37 @@ def test_an_english_sentence_is_judged_by_the_answer_checks_own_cross_lingual_bo
 
     assert cite.verify(found, evidence, similar=at(0.84))[0].supported is True
     assert cite.verify(found, evidence, similar=at(0.82))[0].supported is False
+
+
+NORMS = {
+    1: "LayerNorm 对每个样本的所有特征做归一化，减均值再除以标准差。",
+    2: "RMSNorm 去掉了均值中心化，只除以均方根，计算量更小。",
+}
+
+
+def checked(answer: str, evidence: dict[int, str], **kwargs: Any) -> list[cite.Sentence]:
+    return cite.verify(cite.sentences(answer, evidence.keys()), evidence, **kwargs)
+
+
+def test_a_sentence_that_swaps_the_name_of_what_it_restates_is_not_supported() -> None:
+    """The 1.5B model's merged false statement: evidence about LayerNorm copied word for word, said of
+    RMSNorm. The words alone support it; the name does not."""
+    swapped = "RMSNorm 对每个样本的所有特征做归一化，减均值再除以标准差 [1]。"
+    assert checked(swapped, NORMS, names=False)[0].supported is True
+    assert checked(swapped, NORMS)[0].supported is False and checked(swapped, NORMS)[0].numbers == ()
+    right = "LayerNorm 对每个样本的所有特征做归一化，减均值再除以标准差 [2]。"
+    assert [(s.supported, s.numbers) for s in checked(right, NORMS)] == [(True, (1,))]
+
+
+def test_names_match_in_their_written_variants() -> None:
+    """Case, hyphens and a plural do not matter; a CamelCase name may be its capitals in the evidence;
+    names that say no method (LLM, GPU) are not checked."""
+    evidence = {1: "BN 在一个 batch 内，对所有样本的同一个特征维度做标准化；ZeRO3 与 RNN 无关。"}
+    for sentence in (
+        "BatchNorm 在一个 batch 内，对所有样本的同一个特征维度做标准化 [1]。",
+        "LLM 里的 bn 在一个 batch 内，对所有样本的同一个特征维度做标准化 [1]。",
+        "zero-3 与 RNNs 无关，BN 在一个 batch 内对同一个特征维度做标准化 [1]。",
+    ):
+        assert checked(sentence, evidence)[0].supported is True, sentence
+    other = "BERT 在一个 batch 内，对所有样本的同一个特征维度做标准化 [1]。"
+    assert checked(other, evidence)[0].supported is False
