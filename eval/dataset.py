@@ -9,6 +9,7 @@ not found in its source) is reported with its line number and left out; the rest
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,8 +139,9 @@ def matches(item: Item, source: str, start: int, end: int) -> frozenset[int]:
 
 
 def read_questions(path: Path) -> list[str]:
-    """The `question` field of each JSONL line (a UTF-8 BOM allowed); a bad line or an unreadable file is
-    a one-line ValueError naming it."""
+    """The questions of a file, one per line: a JSONL line's `question` field, or a plain line itself (a
+    question list pasted from notes; a leading "- ", "* " or "1. " is dropped). A UTF-8 BOM is allowed;
+    a bad JSON line or an unreadable file is a one-line ValueError naming it."""
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
@@ -147,6 +149,10 @@ def read_questions(path: Path) -> list[str]:
     questions = []
     for n, line in enumerate(lines, start=1):
         if not line.strip():
+            continue
+        if not line.lstrip().startswith("{"):
+            if question := re.sub(r"^\s*(?:[-*+](?:\s+|$)|\d{1,3}(?:[.)]\s+|、\s*))", "", line).strip():
+                questions.append(question)
             continue
         try:
             question = json.loads(line)["question"]

@@ -135,3 +135,17 @@ def test_a_questions_file_may_start_with_a_bom(tmp_path: Path) -> None:
 
     (tmp_path / "q.jsonl").write_bytes('\ufeff{"question": "显存"}\n'.encode())
     assert read_questions(tmp_path / "q.jsonl") == ["显存"]
+
+
+def test_a_questions_file_may_be_plain_lines_pasted_from_notes(tmp_path: Path) -> None:
+    from eval.dataset import read_questions
+
+    lines = "KV Cache 是什么？\n\n- ZeRO-3 切分什么？\n2. What is RMSNorm?\n3、LoRA 的秩怎么选？\n-\n"
+    (tmp_path / "q.txt").write_text(lines + '{"question": "显存"}\n', encoding="utf-8")
+    assert read_questions(tmp_path / "q.txt") == [
+        "KV Cache 是什么？",
+        "ZeRO-3 切分什么？",
+        "What is RMSNorm?",
+        "LoRA 的秩怎么选？",
+        "显存",
+    ]

@@ -1,7 +1,7 @@
 """The `mianjing` command: ingest | search | ask | chat | eval | tune | practice | coverage | ui.
 
-`search` and `ask` take one question, a JSONL file of them (`--questions`), or none (an interactive prompt
-for search); `chat` is a conversation with follow-up questions.
+`search` and `ask` take one question, a file of them (`--questions`: one per line, plain text or JSONL), or
+none (an interactive prompt for search); `chat` is a conversation with follow-up questions.
 
 Each command parses its flags, makes one library call and prints; `--json` prints machine-readable results.
 Errors a user can fix (missing notes folder, broken index, absent model) print one line and exit 2.
@@ -30,6 +30,9 @@ from ui import practice_cli as practice_  # noqa: E402
 if TYPE_CHECKING:
     from assistant.answer import Answer
     from assistant.retrieval import Searcher
+
+
+QUESTIONS_HELP = 'file of questions, one per line: plain text or JSONL {"question": …}'
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,11 +78,11 @@ def parser() -> argparse.ArgumentParser:
     search.add_argument("query", nargs="?", help="the question; none = interactive prompt")
     search.add_argument("-k", type=int, help="how many passages (default 10)")
     search.add_argument("--mode", choices=MODES, help="retriever (default hybrid)")
-    search.add_argument("--questions", type=Path, help='JSONL file, one {"question": …} per line')
+    search.add_argument("--questions", type=Path, help=QUESTIONS_HELP)
     search.add_argument("--json", action="store_true", help="print JSON (one object per question)")
     ask = sub.add_parser("ask", parents=[common, answering], help="answer a question from the notes, cited")
     ask.add_argument("query", nargs="?", help="the question")
-    ask.add_argument("--questions", type=Path, help='JSONL file, one {"question": …} per line')
+    ask.add_argument("--questions", type=Path, help=QUESTIONS_HELP)
     ask.add_argument("--json", action="store_true", help="print JSON (one object per question)")
     sub.add_parser("chat", parents=[common, answering], help="a conversation about your notes")
     app = sub.add_parser("ui", parents=[common, answering], help="start the chat app (localhost)")
