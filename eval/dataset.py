@@ -139,9 +139,10 @@ def matches(item: Item, source: str, start: int, end: int) -> frozenset[int]:
 
 
 def read_questions(path: Path) -> list[str]:
-    """The questions of a file, one per line: a JSONL line's `question` field, or a plain line itself (a
-    question list pasted from notes; a leading "- ", "* " or "1. " is dropped). A UTF-8 BOM is allowed;
-    a bad JSON line or an unreadable file is a one-line ValueError naming it."""
+    """The questions of a file, one per line: a JSONL line's `question` field, or, outside a .jsonl file,
+    a plain line itself (a question list pasted from notes; a leading "- ", "* " or "1. " is dropped). A
+    UTF-8 BOM is allowed; a bad JSON line or an unreadable file is a one-line ValueError naming it."""
+    plain = path.suffix.lower() not in (".jsonl", ".json")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as e:
@@ -150,7 +151,7 @@ def read_questions(path: Path) -> list[str]:
     for n, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        if not line.lstrip().startswith("{"):
+        if plain and not line.lstrip().startswith("{"):
             if question := re.sub(r"^\s*(?:[-*+](?:\s+|$)|\d{1,3}(?:[.)]\s+|、\s*))", "", line).strip():
                 questions.append(question)
             continue

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from assistant.retrieval import Searcher
 
 
-QUESTIONS_HELP = 'file of questions, one per line: plain text or JSONL {"question": …}'
+QUESTIONS_HELP = 'file of questions, one per line: plain text, or JSONL {"question": …} in a .jsonl file'
 
 
 def main(argv: list[str] | None = None) -> int:
