@@ -19,6 +19,7 @@ Does not: judge whether a cited passage really entails the sentence (that is the
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
@@ -130,33 +131,52 @@ def is_english(text: str) -> bool:
 
 TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
 GENERIC = frozenset({"ai", "api", "cpu", "dl", "gpu", "llm", "ml", "nlp"})  # name no method: not checked
+DASHES = re.compile(r"[‐‑‒–—−]")
+MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+\$", re.S)
+CAMEL = re.compile(r"(?:[A-Z][a-z]+){2,}")  # BatchNorm, LayerNorm, ResNet: may be written as their capitals
 
 
-def name_forms(text: str) -> list[tuple[str, str]]:
-    """The technical names in `text` (two capitals or a digit: RMSNorm, GQA, ZeRO-3, FP16), each as (name
-    folded: lower case without hyphens, dots or spaces, so "ZeRO3" is "zero-3"; its capitals, for a
-    CamelCase name evidence may abbreviate: "BatchNorm" is also "BN", else ""). "RNNs" is "RNN"."""
+def _words(text: str) -> list[tuple[str, str, str]]:
+    """(word, folded, capitals or "") for every Latin word of `text`, written in any width or dash: a code
+    path keeps its last part ("nn.LayerNorm" is "LayerNorm"), a plural name is the name ("RNNs",
+    "ResNets"); folding lowers the case and drops hyphens ("ZeRO3" is "ZeRO-3"; "GPT-3.5" is not "GPT-3");
+    the capitals of a CamelCase name are the abbreviation evidence may use ("BatchNorm" is also "BN")."""
     out = []
-    for m in TERM.finditer(strip_marks(text)):
-        name = m.group(0)
-        if not (sum(c.isupper() for c in name) >= 2 or any(c.isdigit() for c in name)):
-            continue
-        name = name[:-1] if re.search(r"[A-Z]s$", name) else name
-        camel = any(c.islower() for c in name) and not any(c.isdigit() for c in name)
-        if _fold(name) not in GENERIC:
-            out.append((_fold(name), "".join(c for c in name if c.isupper()) if camel else ""))
+    for m in TERM.finditer(DASHES.sub("-", unicodedata.normalize("NFKC", text))):
+        word = m.group(0)
+        if code := re.fullmatch(r"(?:[a-z_]+\.)+(.+)", word):
+            word = code.group(1)
+        if sum(c.isupper() for c in word) >= 2 and re.search(r"[A-Za-z]s$", word) and not word.isupper():
+            word = word[:-1]
+        capitals = "".join(c for c in word if c.isupper()) if CAMEL.fullmatch(word) else ""
+        out.append((word, re.sub(r"[-_\s]", "", word.lower()), capitals))
     return out
 
 
-def _holds(text: str, folded: str, name: tuple[str, str]) -> bool:
-    """Does evidence `text` (`folded` as name_forms folds) name `name`, in full or by its capitals as a
-    word of their own?"""
+def _is_name(word: str) -> bool:
+    """Two capitals within one hyphen-free part (RMSNorm, GQA, LoRA; not Fine-Tuning) or a digit (FP16)."""
+    return any(sum(c.isupper() for c in part) >= 2 for part in word.split("-")) or any(
+        c.isdigit() for c in word
+    )
+
+
+def name_forms(text: str) -> list[tuple[str, str]]:
+    """The technical names an answer sentence uses (see `_is_name`; formulas in $…$ left out), each as
+    (folded name, capitals)."""
+    found = _words(MATH.sub(" ", strip_marks(text)))
+    names = dict.fromkeys((folded, capitals) for word, folded, capitals in found if _is_name(word))
+    return [n for n in names if n[0] not in GENERIC]
+
+
+def _holds(words: set[str], name: tuple[str, str]) -> bool:
+    """Do evidence's folded `words` name `name`: the word itself, a version of it ("GPT" in "GPT-3", not
+    "GPT-3" in "GPT-3.5"), or its capitals as a word of their own ("BN" for BatchNorm)?"""
     full, capitals = name
-    return full in folded or bool(capitals and re.search(rf"(?<![A-Za-z]){capitals}(?![A-Za-z])", text))
-
-
-def _fold(text: str) -> str:
-    return re.sub(r"[-.\s]", "", text.lower())
+    return (
+        full in words
+        or any(w.startswith(full) and w[len(full)].isdigit() for w in words if len(w) > len(full))
+        or (bool(capitals) and capitals.lower() in words)
+    )
 
 
 def verify(
@@ -177,7 +197,7 @@ def verify(
     样本做归一化" restating a passage about LayerNorm word for word, the name swapped, is the merged false
     statement the 1.5B model writes most often."""
     grams = {n: bigrams(text) for n, text in passages.items()}
-    folded = {n: _fold(text) for n, text in passages.items()}
+    words = {n: {folded for _, folded, _ in _words(text)} for n, text in passages.items()}
     out = []
     for s in found:
         mine = bigrams(s.text)
@@ -193,7 +213,7 @@ def verify(
         else:
             out.append(s)
             continue
-        if not all(any(_holds(passages[n], folded[n], name) for n in ok) for name in named):
+        if not all(any(_holds(words[n], name) for n in ok) for name in named):
             ok = set()  # a name that none of the supporting evidence has: the sentence says it of another
         own = tuple(n for n in s.numbers if n in ok)
         if own:  # the model's marks (or the attribution) hold where their evidence supports the sentence

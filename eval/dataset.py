@@ -138,10 +138,14 @@ def matches(item: Item, source: str, start: int, end: int) -> frozenset[int]:
     )
 
 
+MARKER = re.compile(r"^\s*(?:[-*+•](?:\s+|$)|\d{1,3}(?:[.)](?:\s+|$)|[、．]\s*)|[(（]\d{1,3}[)）]\s*)+")
+
+
 def read_questions(path: Path) -> list[str]:
     """The questions of a file, one per line: a JSONL line's `question` field, or, outside a .jsonl file,
-    a plain line itself (a question list pasted from notes; a leading "- ", "* " or "1. " is dropped). A
-    UTF-8 BOM is allowed; a bad JSON line or an unreadable file is a one-line ValueError naming it."""
+    a plain line itself (a question list pasted from notes: a leading "- ", "* ", "1. ", "1、" or "(1)" is
+    dropped, "#" lines are headings or comments, a line that is not JSON is a question even if it starts
+    with "{"). A UTF-8 BOM is allowed; a bad JSONL line or an unreadable file is a one-line ValueError."""
     plain = path.suffix.lower() not in (".jsonl", ".json")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -149,16 +153,18 @@ def read_questions(path: Path) -> list[str]:
         raise ValueError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     questions = []
     for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if plain and not line.lstrip().startswith("{"):
-            if question := re.sub(r"^\s*(?:[-*+](?:\s+|$)|\d{1,3}(?:[.)]\s+|、\s*))", "", line).strip():
-                questions.append(question)
+        if not line.strip() or (plain and line.lstrip().startswith("#")):
             continue
         try:
-            question = json.loads(line)["question"]
+            question = json.loads(line)["question"] if not plain or line.lstrip().startswith("{") else None
         except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f'{path}:{n}: not a JSON object with a "question" field ({e})') from e
+            if not plain:
+                raise ValueError(f'{path}:{n}: not a JSON object with a "question" field ({e})') from e
+            question = None
+        if question is None and plain:
+            if text := MARKER.sub("", line).strip():
+                questions.append(text)
+            continue
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f'{path}:{n}: "question" must be a non-empty string, not {question!r}')
         questions.append(question)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
+
 from assistant import cite, evidence
 
 FILLER = "这一段讲的是别的内容，和问题没有关系，只是为了让片段变长一些。"
@@ -154,3 +156,47 @@ def test_names_match_in_their_written_variants() -> None:
         assert checked(sentence, evidence)[0].supported is True, sentence
     other = "BERT 在一个 batch 内，对所有样本的同一个特征维度做标准化 [1]。"
     assert checked(other, evidence)[0].supported is False
+
+
+@pytest.mark.parametrize(
+    ("sentence", "evidence", "supported"),
+    [
+        ("ＲＭＳＮｏｒｍ 只除以均方根，不减均值 [1]。", "RMSNorm 只除以均方根，不减均值。", True),  # widths
+        ("ZeRO–3 还切分模型参数，显存最省 [1]。", "ZeRO-3 还切分模型参数，显存最省。", True),  # dashes
+        ("torch.nn.LayerNorm 对每个样本的所有特征做归一化 [1]。", NORMS[1], True),  # a code path
+        (
+            "GPT 是 decoder-only 架构，目标是预测下一个词 [1]。",
+            "GPT-3 是 decoder-only 架构，目标是预测下一个词。",
+            True,
+        ),
+        (
+            "GPT-3 是 decoder-only 架构，目标是预测下一个词 [1]。",
+            "GPT-3.5 是 decoder-only 架构，目标是预测下一个词。",
+            False,
+        ),
+        ("LoRA 把权重量化成 4 bit 再训练低秩矩阵 [1]。", "QLoRA 把权重量化成 4 bit 再训练低秩矩阵。", False),
+        (
+            "BERT 去掉了下一句预测，用更大的 batch 训练 [1]。",
+            "RoBERTa 去掉了下一句预测，用更大的 batch 训练。",
+            False,
+        ),
+        (
+            "注意力分数是 $QK^T$ 除以根号 d，再做 softmax [1]。",
+            "注意力分数是 Q 与 K 的点积除以根号 d，再做 softmax。",
+            True,
+        ),
+    ],
+)
+def test_names_are_whole_words_of_the_evidence(sentence: str, evidence: str, supported: bool) -> None:
+    """A name is a word of the evidence in any width or dash, a version of it, or its code path's last
+    part; not a part of a longer name (LoRA in QLoRA, BERT in RoBERTa), not another version; formulas are
+    not names."""
+    assert checked(sentence, {1: evidence})[0].supported is supported
+
+
+def test_title_case_words_are_not_names() -> None:
+    """An English answer spells out what Chinese notes abbreviate: "Supervised Fine-Tuning (SFT)"."""
+    assert cite.name_forms("Supervised Fine-Tuning (SFT) and Self-Attention, in PyTorch") == [
+        ("sft", ""),
+        ("pytorch", "PT"),
+    ]

@@ -140,12 +140,27 @@ def test_a_questions_file_may_start_with_a_bom(tmp_path: Path) -> None:
 def test_a_questions_file_may_be_plain_lines_pasted_from_notes(tmp_path: Path) -> None:
     from eval.dataset import read_questions
 
-    lines = "KV Cache 是什么？\n\n- ZeRO-3 切分什么？\n2. What is RMSNorm?\n3、LoRA 的秩怎么选？\n-\n"
-    (tmp_path / "q.txt").write_text(lines + '{"question": "显存"}\n', encoding="utf-8")
+    lines = [
+        "# 第一章 训练",  # a heading: not a question
+        "KV Cache 是什么？",
+        "",
+        "- ZeRO-3 切分什么？",
+        "2. What is RMSNorm?",
+        "3、LoRA 的秩怎么选？",
+        "（4）- 1. 嵌套的编号",
+        "-",
+        "1.5B 模型为什么会编造？",
+        "{x} 在公式里表示什么？",
+        '{"question": "显存"}',
+    ]
+    (tmp_path / "q.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert read_questions(tmp_path / "q.txt") == [
         "KV Cache 是什么？",
         "ZeRO-3 切分什么？",
         "What is RMSNorm?",
         "LoRA 的秩怎么选？",
+        "嵌套的编号",
+        "1.5B 模型为什么会编造？",
+        "{x} 在公式里表示什么？",
         "显存",
     ]
