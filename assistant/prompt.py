@@ -137,6 +137,8 @@ def user_message(
             if is_english(question)
             else "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
         )
+        if is_english(question):  # English labels too: Chinese ones pulled half the answers into Chinese
+            return f"Question: {question}\n\nEvidence:\n{blocks}\n{rule}\nQuestion: {question}\nAnswer:"
         return f"问题：{question}\n\n证据：\n{blocks}\n{rule}\n问题：{question}\n回答："
     fresh = [p for p in shown if p not in known]
     blocks = "".join(f"[{p.n}] {p.heading}\n{p.text}\n" for p in fresh)

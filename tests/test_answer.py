@@ -204,6 +204,8 @@ def test_english_question_gets_the_english_rule_and_refusal(searcher: Searcher) 
     result = answer("How does gradient checkpointing work?", searcher=searcher, model=model, settings=off)
     assert result.refused and result.text == prompt.REFUSAL_EN
     assert "Answer in English" in model.sent[0][-1][1] and result.diagnostics.query == result.question
+    user = model.sent[0][-1][1]  # framed in English: Chinese labels pulled half the answers into Chinese
+    assert user.startswith("Question: How does") and user.endswith("\nAnswer:") and "问题" not in user
 
 
 @pytest.mark.parametrize(
