@@ -34,8 +34,6 @@ from retriever.index import Index
 from retriever.search import Hit
 from retriever.tokenize import cjk_count
 
-TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")
-
 
 class ChatModel(Protocol):
     def stream(self, messages: list[tuple[str, str]]) -> Iterator[str]: ...
@@ -231,7 +229,7 @@ def gate_terms(question: str, index: Index, share: float) -> str:
     """A refusal reason when at least `share` of the question's technical terms occur nowhere in the notes;
     "" otherwise. Technical terms are those with two capitals or a digit (DoRA, FP8, BLIP-2); only when
     there are none, capitalized words that do not open the question (Chinchilla)."""
-    found = list(dict.fromkeys(m.group(0) for m in TERM.finditer(question)))
+    found = list(dict.fromkeys(m.group(0) for m in cite.TERM.finditer(question)))
     terms = [t for t in found if sum(c.isupper() for c in t) >= 2 or any(c.isdigit() for c in t)]
     terms = terms or [t for t in found if t[0].isupper() and not _opens(question, t)]
     absent = [t for t in terms if not index.mentions(t)]

@@ -132,13 +132,10 @@ def user_message(
     if style == "evidence":
         blocks = "\n".join(f"[{p.n}]（{p.heading}）\n{p.text}\n" for p in shown)
         translate = "" if is_english(blocks) else " (translate the Chinese evidence)"  # English notes: none
-        rule = (
-            f"Answer in English{translate}, 1-4 sentences, each ending with its [number]."
-            if is_english(question)
-            else "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
-        )
         if is_english(question):  # English labels too: Chinese ones pulled half the answers into Chinese
+            rule = f"Answer in English{translate}, 1-4 sentences, each ending with its [number]."
             return f"Question: {question}\n\nEvidence:\n{blocks}\n{rule}\nQuestion: {question}\nAnswer:"
+        rule = "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
         return f"问题：{question}\n\n证据：\n{blocks}\n{rule}\n问题：{question}\n回答："
     fresh = [p for p in shown if p not in known]
     blocks = "".join(f"[{p.n}] {p.heading}\n{p.text}\n" for p in fresh)

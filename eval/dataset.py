@@ -155,16 +155,17 @@ def read_questions(path: Path) -> list[str]:
     for n, line in enumerate(lines, start=1):
         if not line.strip() or (plain and line.lstrip().startswith("#")):
             continue
-        try:
-            question = json.loads(line)["question"] if not plain or line.lstrip().startswith("{") else None
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            if not plain:
-                raise ValueError(f'{path}:{n}: not a JSON object with a "question" field ({e})') from e
-            question = None
-        if question is None and plain:
+        if plain and not line.lstrip().startswith("{"):
             if text := MARKER.sub("", line).strip():
                 questions.append(text)
             continue
+        try:
+            question = json.loads(line)["question"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            if plain:  # "{x} 表示什么？" in a plain list is a question, not broken JSON
+                questions.append(line.strip())
+                continue
+            raise ValueError(f'{path}:{n}: not a JSON object with a "question" field ({e})') from e
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f'{path}:{n}: "question" must be a non-empty string, not {question!r}')
         questions.append(question)

@@ -164,3 +164,11 @@ def test_a_questions_file_may_be_plain_lines_pasted_from_notes(tmp_path: Path) -
         "{x} 在公式里表示什么？",
         "显存",
     ]
+
+
+def test_a_json_line_in_a_plain_list_is_still_checked(tmp_path: Path) -> None:
+    from eval.dataset import read_questions
+
+    (tmp_path / "q.txt").write_text('KV Cache 是什么？\n{"question": null}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r'q.txt:2: "question" must be a non-empty string'):
+        read_questions(tmp_path / "q.txt")
