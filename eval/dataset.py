@@ -145,7 +145,8 @@ def read_questions(path: Path) -> list[str]:
     """The questions of a file, one per line: a JSONL line's `question` field, or, outside a .jsonl file,
     a plain line itself (a question list pasted from notes: a leading "- ", "* ", "1. ", "1、" or "(1)" is
     dropped, "#" lines are headings or comments, a line that is not JSON is a question even if it starts
-    with "{"). A UTF-8 BOM is allowed; a bad JSONL line or an unreadable file is a one-line ValueError."""
+    with "{"). A UTF-8 BOM is allowed; a bad JSONL line, a file without questions or an unreadable one
+    is a one-line ValueError."""
     plain = path.suffix.lower() not in (".jsonl", ".json")
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
@@ -169,4 +170,6 @@ def read_questions(path: Path) -> list[str]:
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f'{path}:{n}: "question" must be a non-empty string, not {question!r}')
         questions.append(question)
+    if not questions:
+        raise ValueError(f"{path}: no questions in it (one per line)")
     return questions

@@ -115,6 +115,7 @@ def test_an_empty_question_is_refused_before_anything_loads(args: tuple[str, ...
         (b'{"question": null}\n', ':1: "question" must be a non-empty string, not None'),
         (b'{"question": "ok"}\n{"q": 1}\n', ':2: not a JSON object with a "question" field'),
         (b"\x89PNG\r\n\x1a\n\xff\xfe", ": not UTF-8 text"),
+        (b"\n  \n", ": no questions in it"),
     ],
 )
 def test_a_bad_questions_file_is_named_before_anything_loads(
