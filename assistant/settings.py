@@ -27,7 +27,7 @@ LEAST: dict[str, float] = {
     **dict.fromkeys(("k", "candidates", "rerank_candidates", "n_passages", "passage_chars"), 1),
     **dict.fromkeys(("embed_batch", "rerank_max_length", "max_chars", "n_ctx", "n_batch", "max_tokens"), 1),
     **dict.fromkeys(("overlap", "min_chars", "rrf_k", "threads", "llm_threads", "history_turns"), 0),
-    **dict.fromkeys(("unanswered_weight", "temperature", "evidence_context", "new_per_day"), 0),
+    **dict.fromkeys(("unanswered_weight", "temperature", "evidence_context", "new_per_day", "quote_thin"), 0),
 }
 
 
@@ -68,6 +68,7 @@ class Settings:
     min_support: float = 0.4  # refuse an answer with less of its text found in the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is not in the notes
     quote_above: float = 0.915  # e5 cosine of the best passage above which an unsupported answer quotes it
+    quote_thin: float = 0.5  # a Chinese answer keeping less of evidence [1]'s words and length quotes it
     history_turns: int = 3  # earlier turns of a conversation sent with a follow-up
     translate: str = "auto"  # auto: an English question over Chinese notes is searched in Chinese; off: never
     answered_above: float = 0.92  # e5 cosine of a question and its best passage: the notes answer it

@@ -155,6 +155,26 @@ def test_an_unusable_answer_quotes_the_first_passage_when_retrieval_is_sure(sear
     assert unsure.refused and not unsure.quoted and unsure.text == prompt.REFUSAL_ZH
 
 
+def test_an_answer_that_cuts_the_evidence_short_shows_the_evidence(searcher: Searcher) -> None:
+    """One clause of the notes' answer is a thin answer: the notes' own evidence is shown instead, quoted."""
+
+    def ask(reply: str, quote_thin: float = 0.5) -> Answer:
+        settings = replace(searcher.settings, quote_thin=quote_thin)
+        model = ScriptedModel(reply)
+        return answer("为什么要除以根号 d_k？", searcher=searcher, model=model, settings=settings)
+
+    thin = ask("防止梯度消失 [1]。")
+    first = thin.passages[0]
+    assert "防止 softmax 进入饱和区" in first.text
+    assert thin.quoted and not thin.refused and thin.text == f"笔记原文：{first.text.strip()} [1]"
+    assert thin.reason.startswith("the answer kept") and thin.diagnostics.generated == "防止梯度消失 [1]。"
+    assert [c.id for c in thin.citations] == [first.chunk.id]
+    full = ask("点积的方差随 d_k 增大，除以 √d_k 防止 softmax 进入饱和区导致梯度消失 [1]。")
+    assert not full.quoted and full.text.startswith("点积的方差随 d_k 增大")
+    kept = ask("防止梯度消失 [1]。", quote_thin=0)
+    assert not kept.quoted and kept.text == "防止梯度消失 [1]。"
+
+
 def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None:
     invented = "涌现是指模型规模超过某个阈值后，突然出现小模型不具备的能力，比如思维链推理 [1]。"
     result = answer(
