@@ -248,10 +248,11 @@ def _thin(
 
 def gate_terms(question: str, index: Index, share: float) -> str:
     """A refusal reason when at least `share` of the question's technical terms occur nowhere in the notes;
-    "" otherwise. Technical terms are those with two capitals or a digit (DoRA, FP8, BLIP-2); only when
-    there are none, capitalized words that do not open the question (Chinchilla)."""
+    "" otherwise. Technical terms are the names the answer check knows (`cite.is_name`: two capitals within
+    one hyphen-free part, or a digit: DoRA, FP8, BLIP-2; not Kahneman-Tversky); only when there are none,
+    capitalized words that do not open the question (Chinchilla)."""
     found = list(dict.fromkeys(m.group(0) for m in cite.TERM.finditer(question)))
-    terms = [t for t in found if sum(c.isupper() for c in t) >= 2 or any(c.isdigit() for c in t)]
+    terms = [t for t in found if cite.is_name(t)]
     terms = terms or [t for t in found if t[0].isupper() and not _opens(question, t)]
     absent = [t for t in terms if not index.mentions(t)]
     if absent and len(absent) >= share * len(terms):

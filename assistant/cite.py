@@ -153,7 +153,7 @@ def _words(text: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _is_name(word: str) -> bool:
+def is_name(word: str) -> bool:
     """Two capitals within one hyphen-free part (RMSNorm, GQA, LoRA; not Fine-Tuning) or a digit (FP16)."""
     return any(sum(c.isupper() for c in part) >= 2 for part in word.split("-")) or any(
         c.isdigit() for c in word
@@ -161,10 +161,10 @@ def _is_name(word: str) -> bool:
 
 
 def name_forms(text: str) -> list[tuple[str, str]]:
-    """The technical names an answer sentence uses (see `_is_name`; formulas in $…$ left out), each as
+    """The technical names an answer sentence uses (see `is_name`; formulas in $…$ left out), each as
     (folded name, capitals)."""
     found = _words(MATH.sub(" ", strip_marks(text)))
-    names = dict.fromkeys((folded, capitals) for word, folded, capitals in found if _is_name(word))
+    names = dict.fromkeys((folded, capitals) for word, folded, capitals in found if is_name(word))
     return [n for n in names if n[0] not in GENERIC]
 
 
