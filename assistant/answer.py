@@ -242,7 +242,7 @@ def _thin(
     length = len(re.sub(r"\[\d+\]|\s", "", generated))
     if kept >= settings.quote_thin or length >= settings.quote_thin * len(first.text):
         return verdict
-    reason = f"the answer kept {kept:.0%} of evidence [{first.n}]; quoted it instead"
+    reason = f"the answer left out most of evidence [{first.n}] (kept {kept:.0%} of its words); quoted it"
     return Verdict(prompt.quote(standalone, first), False, reason, quoted=True)
 
 

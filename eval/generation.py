@@ -304,6 +304,7 @@ def _progress_line(
     elapsed = time.perf_counter() - began
     if step == "answer":
         what = f"refused ({result.reason})" if result.refused else "answered"
+        what = f"quoted ({result.reason})" if result.quoted else what
     else:
         what = "failed" if value is None else f"{value:.2f}"
     return f"{step} [{n}/{total}] {item.id}: {what} | {elapsed:.0f}s, eta {elapsed / n * (total - n):.0f}s"

@@ -236,7 +236,7 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
             print(f"  · {' > '.join(hit.chunk.heading)}")
         return
     if r.quoted:
-        print(f"\n\n⚠ that answer could not be used ({r.reason}):\n{r.text}")
+        print(f"\n\n⚠ {r.reason}:\n{r.text}")
     print("\n\nsources:")
     for p in r.passages:
         mark = "" if any(c.n == p.n for c in r.citations) else " (not cited)"
