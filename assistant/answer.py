@@ -85,6 +85,7 @@ class Verdict:
     refused: bool
     reason: str
     quoted: bool = False
+    passage: int = 0  # the number of the quoted passage (when quoted)
 
 
 def answer(
@@ -141,7 +142,7 @@ def answer(
     support = cite.support(generated, [p.chunk.indexed for p in shown]) if generated else 0.0
     verdict = decide(question, standalone, early, generated, support, shown, result.hits, settings)
     # Step 8: citations, with attribution for sentences the model left uncited
-    source = shown[:1] if verdict.quoted else shown
+    source = [p for p in shown if p.n == verdict.passage] if verdict.quoted else shown
     texts = {p.n: p.text for p in source}
     sentences = cite.attribute(verdict.text if verdict.quoted else generated, texts)
     if style == "evidence" and generated and not verdict.refused and not verdict.quoted:
@@ -156,7 +157,7 @@ def answer(
             text, sentences = cite.render(generated, sentences)
             verdict = Verdict(text, False, "")
         else:
-            source = shown[:1] if verdict.quoted else shown
+            source = [p for p in shown if p.n == verdict.passage] if verdict.quoted else shown
             sentences = cite.attribute(verdict.text, {p.n: p.text for p in source}) if verdict.quoted else []
     timings.update(first_token=first_token, total=_ms(began))
     return Answer(
@@ -189,6 +190,17 @@ def decide(
     `early` is the reason to refuse found before generating ("" when the model was asked)."""
     if early:
         return Verdict(prompt.refusal(question), True, early)
+    pointed = cite.parse(generated, [p.n for p in shown])
+    if pointed and not re.sub(r"[\W_]", "", cite.strip_marks(generated)):
+        # the model answered with marks alone ("[1]"): it points at the evidence that answers; show it
+        chosen = next(p for p in shown if p.n == pointed[0])
+        return Verdict(
+            prompt.quote(standalone, chosen),
+            False,
+            f"the model only pointed at [{chosen.n}]; quoted it",
+            quoted=True,
+            passage=chosen.n,
+        )
     # An English answer to Chinese notes shares few words with them: overlap cannot judge a translation.
     lexical = not prompt.is_english(standalone)
     reason = _said_refusal(generated) or (
@@ -200,7 +212,8 @@ def decide(
         return Verdict(generated, False, "")
     if _closeness(hits) >= settings.quote_above:  # retrieval is sure the first passage holds the answer
         text = prompt.quote(standalone, shown[0])
-        return Verdict(text, False, f"{reason}; quoted passage [{shown[0].n}] instead", quoted=True)
+        reason = f"{reason}; quoted passage [{shown[0].n}] instead"
+        return Verdict(text, False, reason, quoted=True, passage=shown[0].n)
     return Verdict(prompt.refusal(question), True, reason)
 
 
@@ -224,7 +237,11 @@ def _checked(
     reason = f"most of the answer restates no evidence ({unsupported / weight:.0%} of its text)"
     if _closeness(hits) >= settings.quote_above:
         return Verdict(
-            prompt.quote(standalone, shown[0]), False, f"{reason}; quoted [1] instead", quoted=True
+            prompt.quote(standalone, shown[0]),
+            False,
+            f"{reason}; quoted [{shown[0].n}] instead",
+            quoted=True,
+            passage=shown[0].n,
         )
     return Verdict(prompt.refusal(question), True, reason)
 
@@ -243,7 +260,7 @@ def _thin(
     if kept >= settings.quote_thin or length >= settings.quote_thin * len(first.text):
         return verdict
     reason = f"the answer left out most of evidence [{first.n}] (kept {kept:.0%} of its words); quoted it"
-    return Verdict(prompt.quote(standalone, first), False, reason, quoted=True)
+    return Verdict(prompt.quote(standalone, first), False, reason, quoted=True, passage=first.n)
 
 
 def gate_terms(question: str, index: Index, share: float) -> str:

@@ -176,6 +176,15 @@ def test_an_answer_that_cuts_the_evidence_short_shows_the_evidence(searcher: Sea
     assert not kept.quoted and kept.text == "防止梯度消失 [1]。"
 
 
+def test_an_answer_of_marks_alone_quotes_the_evidence_it_points_at(searcher: Searcher) -> None:
+    settings = replace(searcher.settings, quote_above=1.01)  # retrieval's sureness plays no part
+    result = answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel("[2]。"), settings=settings)
+    second = result.passages[1]
+    assert result.quoted and not result.refused and result.text == f"笔记原文：{second.text.strip()} [2]"
+    assert result.reason == "the model only pointed at [2]; quoted it"
+    assert [c.id for c in result.citations] == [second.chunk.id] and [c.n for c in result.citations] == [2]
+
+
 def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None:
     invented = "涌现是指模型规模超过某个阈值后，突然出现小模型不具备的能力，比如思维链推理 [1]。"
     result = answer(
