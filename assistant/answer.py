@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from assistant import cite, prompt
@@ -144,7 +144,7 @@ def answer(
     # Step 8: citations, with attribution for sentences the model left uncited
     source = [p for p in shown if p.n == verdict.passage] if verdict.quoted else shown
     texts = {p.n: p.text for p in source}
-    sentences = cite.attribute(verdict.text if verdict.quoted else generated, texts)
+    sentences = _quoted(verdict) if verdict.quoted else cite.attribute(generated, texts)
     if style == "evidence" and generated and not verdict.refused and not verdict.quoted:
         # Step 9: every mark checked against its evidence and moved to the evidence restated
         sentences = cite.verify(
@@ -158,7 +158,7 @@ def answer(
             verdict = Verdict(text, False, "")
         else:
             source = [p for p in shown if p.n == verdict.passage] if verdict.quoted else shown
-            sentences = cite.attribute(verdict.text, {p.n: p.text for p in source}) if verdict.quoted else []
+            sentences = _quoted(verdict) if verdict.quoted else []
     timings.update(first_token=first_token, total=_ms(began))
     return Answer(
         question=question,
@@ -244,6 +244,12 @@ def _checked(
             passage=shown[0].n,
         )
     return Verdict(prompt.refusal(question), True, reason)
+
+
+def _quoted(verdict: Verdict) -> list[cite.Sentence]:
+    """The sentences of a quote, every one the quoted passage's (its lead and heading lines too)."""
+    n = verdict.passage
+    return [s if s.numbers else replace(s, attributed=(n,)) for s in cite.sentences(verdict.text, {n})]
 
 
 def _thin(

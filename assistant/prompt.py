@@ -16,6 +16,7 @@ Does not: call the model, or decide whether to refuse (answer.py does).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,9 +73,52 @@ def refusal(question: str) -> str:
 
 
 def quote(question: str, passage: Passage) -> str:
-    """The passage itself as the answer, for when the model's own answer cannot be used."""
-    lead = "From your notes: " if is_english(question) else "笔记原文："
-    return f"{lead}{passage.text.strip()} [{passage.n}]"
+    """The passage itself as the answer, for when the model's own answer cannot be used: the notes' words,
+    made readable as the answer's markdown (`readable`); a text of several lines, or one that opens with a
+    list or table, starts on a line of its own."""
+    lead = "From your notes:" if is_english(question) else "笔记原文："
+    text = readable(passage.text)
+    gap = "\n\n" if "\n" in text or BLOCK.match(text) else (" " if lead.endswith(":") else "")
+    return f"{lead}{gap}{text} [{passage.n}]"
+
+
+BLOCK = re.compile(r"(?:#|[-+*] |\||\d+[.、)] |```|\$\$)")
+TAGS = re.compile(r"</?(?:u|b|i|em|strong|font|span|mark|sup|sub)\b[^>]*>|<br\s*/?>", re.I)
+LIST_ITEM = re.compile(r"\s*(?:[-+*]|\d+[.、)])\s")
+
+
+def readable(text: str) -> str:
+    """A note's text shown as part of an answer: inline HTML tags (`<u>`, `<br>` …) dropped, since the
+    answer's markdown shows them as text; headings turned bold, so a quote does not open a section; lines
+    outside a code fence moved to the margin (indented four spaces, markdown shows them as code), except
+    that a list keeps its nesting, its first item at the margin. Words are kept as written."""
+    lines = [line.expandtabs(4) for line in TAGS.sub("", text).strip("\n").splitlines()]
+    out: list[str] = []
+    fenced, run = False, None  # run: (indent as written, indent shown, marker width) of the last list item
+    for line in lines:
+        indent = len(line) - len(line.lstrip())
+        item = LIST_ITEM.match(line)
+        if line.lstrip().startswith("```"):
+            fenced, run = not fenced, None
+            line = line.lstrip()
+        elif fenced:
+            pass
+        elif item:
+            # a run of items starts at the margin; a deeper one nests one step under the item before it
+            if run is None or indent <= run[0]:
+                shown = 0 if run is None or indent < run[0] else run[1]
+            else:
+                shown = run[1] + run[2]
+            run = (indent, shown, item.end() - indent)
+            line = " " * shown + line.lstrip()
+        elif line.strip():
+            heading = re.match(r"\s*#{1,6}\s+(.+?)\s*#*\s*$", line)
+            line = f"**{heading.group(1)}**" if heading else line.lstrip()
+            run = None
+        else:
+            line = ""
+        out.append(line)
+    return "\n".join(out).strip()
 
 
 def window(text: str, question: str, max_chars: int) -> str:

@@ -146,7 +146,11 @@ def test_an_unusable_answer_quotes_the_first_passage_when_retrieval_is_sure(sear
 
     sure, unsure = ask(-1.0), ask(1.01)
     first = sure.passages[0]
-    assert not sure.refused and sure.quoted and sure.text == f"笔记原文：{first.text.strip()} [{first.n}]"
+    assert (
+        not sure.refused
+        and sure.quoted
+        and sure.text == f"笔记原文：\n\n{prompt.readable(first.text)} [{first.n}]"
+    )
     assert [c.id for c in sure.citations] == [first.chunk.id] and all(s.numbers for s in sure.sentences)
     assert (
         sure.reason.startswith("the model found no answer")
@@ -166,7 +170,9 @@ def test_an_answer_that_cuts_the_evidence_short_shows_the_evidence(searcher: Sea
     thin = ask("防止梯度消失 [1]。")
     first = thin.passages[0]
     assert "防止 softmax 进入饱和区" in first.text
-    assert thin.quoted and not thin.refused and thin.text == f"笔记原文：{first.text.strip()} [1]"
+    assert (
+        thin.quoted and not thin.refused and thin.text == f"笔记原文：\n\n{prompt.readable(first.text)} [1]"
+    )
     assert thin.reason.startswith("the answer left out most of evidence [1]")
     assert thin.diagnostics.generated == "防止梯度消失 [1]。"
     assert [c.id for c in thin.citations] == [first.chunk.id]
@@ -180,9 +186,44 @@ def test_an_answer_of_marks_alone_quotes_the_evidence_it_points_at(searcher: Sea
     settings = replace(searcher.settings, quote_above=1.01)  # retrieval's sureness plays no part
     result = answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel("[2]。"), settings=settings)
     second = result.passages[1]
-    assert result.quoted and not result.refused and result.text == f"笔记原文：{second.text.strip()} [2]"
+    assert (
+        result.quoted
+        and not result.refused
+        and result.text == f"笔记原文：\n\n{prompt.readable(second.text)} [2]"
+    )
     assert result.reason == "the model only pointed at [2]; quoted it"
     assert [c.id for c in result.citations] == [second.chunk.id] and [c.n for c in result.citations] == [2]
+
+
+def test_a_quoted_passage_reads_as_markdown_and_keeps_the_notes_words() -> None:
+    note = (
+        "### 4. 异常值处理\n\n    18.  <u>什么是长度外推？</u>⭐\n\n    训练短、测试长。<br>\n\n"
+        "    - 识别：Z-score\n      - 超过 3 倍\n    - 处理：盖帽\n\n"
+        "    ```python\n    def f(x):\n        return x\n    ```\n   | a | b |\n   | - | - |"
+    )
+    assert prompt.readable(note).splitlines() == [
+        "**4. 异常值处理**",
+        "",
+        "18.  什么是长度外推？⭐",
+        "",
+        "训练短、测试长。",
+        "",
+        "- 识别：Z-score",
+        "  - 超过 3 倍",
+        "- 处理：盖帽",
+        "",
+        "```python",
+        "    def f(x):",
+        "        return x",
+        "```",
+        "| a | b |",
+        "| - | - |",
+    ]
+    chunk = Chunk("n.md#1", "n.md", 0, len(note), ("n.md", "x"), note, True)
+    quoted = prompt.quote("什么是长度外推？", prompt.Passage(1, chunk, note))
+    assert quoted.startswith("笔记原文：\n\n**4. 异常值处理**") and quoted.endswith("| - | - | [1]")
+    plain = prompt.Passage(2, chunk, "训练短、测试长。")
+    assert prompt.quote("What is it?", plain) == "From your notes: 训练短、测试长。 [2]"
 
 
 def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None:
