@@ -71,7 +71,7 @@ class Answer:
     text: str  # the answer shown to the user (the refusal sentence when refused)
     refused: bool
     reason: str  # why it was refused or quoted, one line ("" when answered)
-    quoted: bool  # the text quotes the first passage because the model's answer was unusable
+    quoted: bool  # the text quotes a passage (the first, or the one an answer of marks alone points at)
     citations: list[Citation]
     passages: list[prompt.Passage]  # in prompt order
     sentences: list[cite.Sentence]  # of the text the citations come from, with their passages
@@ -185,7 +185,8 @@ def decide(
     hits: list[Hit],
     settings: Settings,
 ) -> Verdict:
-    """What the user is shown: the generated answer, a refusal (with why), or the first passage quoted.
+    """What the user is shown: the generated answer, a refusal (with why), or a passage quoted (the one an
+    answer of marks alone points at, or the first when retrieval is sure of it).
 
     `early` is the reason to refuse found before generating ("" when the model was asked)."""
     if early:

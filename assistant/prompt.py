@@ -79,12 +79,22 @@ def quote(question: str, passage: Passage) -> str:
     lead = "From your notes:" if is_english(question) else "笔记原文："
     text = readable(passage.text)
     gap = "\n\n" if "\n" in text or BLOCK.match(text) else (" " if lead.endswith(":") else "")
-    return f"{lead}{gap}{text} [{passage.n}]"
+    # after a table row, a fence or a `$$` the mark would be a dropped cell or code: a line of its own
+    end = "\n\n" if ENDS_BLOCK.match(text.rsplit("\n", 1)[-1]) else " "
+    return f"{lead}{gap}{text}{end}[{passage.n}]"
 
 
 BLOCK = re.compile(r"(?:#|[-+*] |\||\d+[.、)] |```|\$\$)")
-TAGS = re.compile(r"</?(?:u|b|i|em|strong|font|span|mark|sup|sub)\b[^>]*>|<br\s*/?>", re.I)
-LIST_ITEM = re.compile(r"\s*(?:[-+*]|\d+[.、)])\s")
+ENDS_BLOCK = re.compile(r"\s*(?:\||```|~~~|\$\$)")
+# a tag only: its name, then attributes written name=value ("a<b 且 c>d" and "j<i … i>0" are not tags)
+TAGS = re.compile(
+    r"</?(?:u|b|i|em|strong|font|span|mark|sup|sub)(?:\s+[\w-]+\s*=\s*(?:\"[^\"\n]*\"|'[^'\n]*'|[^\s>]+))*"
+    r"\s*/?>|<br\s*/?>",
+    re.I,
+)
+FENCE = re.compile(r"\s*(?:```|~~~)")
+BREAK = re.compile(r"(?<=[A-Za-z0-9])<br\s*/?>(?=[A-Za-z0-9])", re.I)
+LIST_ITEM = re.compile(r"\s*(?:[-+*]|\d+[.、)])(?: {1,4}|\s)")  # with the spaces before its text
 
 
 def readable(text: str) -> str:
@@ -92,16 +102,18 @@ def readable(text: str) -> str:
     answer's markdown shows them as text; headings turned bold, so a quote does not open a section; lines
     outside a code fence moved to the margin (indented four spaces, markdown shows them as code), except
     that a list keeps its nesting, its first item at the margin. Words are kept as written."""
-    lines = [line.expandtabs(4) for line in TAGS.sub("", text).strip("\n").splitlines()]
+    lines = [line.expandtabs(4) for line in text.strip("\n").splitlines()]
     out: list[str] = []
     fenced, run = False, None  # run: (indent as written, indent shown, marker width) of the last list item
     for line in lines:
+        if not fenced and not FENCE.match(line):  # "LoRA<br>QLoRA" keeps two words
+            line = TAGS.sub("", BREAK.sub(" ", line))
         indent = len(line) - len(line.lstrip())
         item = LIST_ITEM.match(line)
-        if line.lstrip().startswith("```"):
+        if FENCE.match(line):
             fenced, run = not fenced, None
             line = line.lstrip()
-        elif fenced:
+        elif fenced:  # code as written, tags included
             pass
         elif item:
             # a run of items starts at the margin; a deeper one nests one step under the item before it

@@ -221,9 +221,19 @@ def test_a_quoted_passage_reads_as_markdown_and_keeps_the_notes_words() -> None:
     ]
     chunk = Chunk("n.md#1", "n.md", 0, len(note), ("n.md", "x"), note, True)
     quoted = prompt.quote("什么是长度外推？", prompt.Passage(1, chunk, note))
-    assert quoted.startswith("笔记原文：\n\n**4. 异常值处理**") and quoted.endswith("| - | - | [1]")
+    assert quoted.startswith("笔记原文：\n\n**4. 异常值处理**") and quoted.endswith("| - | - |\n\n[1]")
     plain = prompt.Passage(2, chunk, "训练短、测试长。")
     assert prompt.quote("What is it?", plain) == "From your notes: 训练短、测试长。 [2]"
+
+
+def test_readable_keeps_comparisons_nesting_and_the_mark_outside_blocks() -> None:
+    mask = "位置 j<i 的可见，其中 i>0；"
+    assert prompt.readable(f"{mask}LoRA<br>QLoRA") == f"{mask}LoRA QLoRA"
+    assert prompt.readable("```html\n<b>x</b>\n```") == "```html\n<b>x</b>\n```"
+    assert prompt.readable("18.  问题\n    - 子项").splitlines() == ["18.  问题", "     - 子项"]
+    chunk = Chunk("n.md#1", "n.md", 0, 9, ("n.md", "x"), "x", True)
+    fenced = prompt.quote("代码？", prompt.Passage(1, chunk, "代码：\n```\nx = 1\n```"))
+    assert fenced.endswith("```\n\n[1]")
 
 
 def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None:
