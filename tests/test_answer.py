@@ -375,3 +375,19 @@ def test_a_turn_refused_after_generation_keeps_what_the_model_saw(searcher: Sear
     assert model.sent[2][: len(model.sent[0])] == model.sent[0]  # the next prompt extends the refused one
     shown_before = {p.n for p in first.passages}
     assert shown_before <= {p.n for p in chat.known}  # numbers the history really shows
+
+
+def test_the_cli_shows_each_source_as_a_short_excerpt_without_tags(
+    searcher: Searcher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ui.cli import print_answer
+
+    result = answer(
+        "KV Cache 是什么？", searcher=searcher, model=ScriptedModel("推理时缓存历史 token 的 K 和 V [1]。")
+    )
+    first = replace(
+        result.passages[0], text="4. <u>KV Cache 是什么？</u>\n\n    推理时缓存历史 token 的 K 和 V。"
+    )
+    print_answer(replace(result, passages=[first, *result.passages[1:]]))
+    shown = capsys.readouterr().out
+    assert "      4. KV Cache 是什么？ 推理时缓存历史 token 的 K 和 V。" in shown and "<u>" not in shown

@@ -224,6 +224,8 @@ def _stream(piece: str) -> None:
 
 def print_answer(r: Answer, *, follow_up: bool = False) -> None:
     """After the streamed text: the refusal or the cited sources, each with a short excerpt."""
+    from assistant.prompt import readable  # an excerpt without the notes' inline HTML
+
     if follow_up and r.standalone_question != r.question:
         print(f"\n(rewritten: {r.standalone_question})")
     if r.diagnostics.query and r.diagnostics.query != r.standalone_question:
@@ -240,7 +242,8 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
     print("\n\nsources:")
     for p in r.passages:
         mark = "" if any(c.n == p.n for c in r.citations) else " (not cited)"
-        print(f"  [{p.n}] {' > '.join(p.chunk.heading)}{mark}\n      {' '.join(p.text.split())[:100]}")
+        excerpt = " ".join(readable(p.text).split())[:100]
+        print(f"  [{p.n}] {' > '.join(p.chunk.heading)}{mark}\n      {excerpt}")
     uncited = [s.text.strip() for s in r.sentences if not s.numbers]
     if uncited:
         print(f"  ! {len(uncited)} sentence(s) without a source: {uncited[0][:60]}…")
