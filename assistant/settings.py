@@ -24,7 +24,9 @@ BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 # The least value of each numeric setting that has one (a max_chars of 0 would never end a chunk, an rrf_k
 # of -1 would divide by zero).
 LEAST: dict[str, float] = {
-    **dict.fromkeys(("k", "candidates", "rerank_candidates", "n_passages", "passage_chars"), 1),
+    **dict.fromkeys(
+        ("k", "candidates", "rerank_candidates", "n_passages", "passage_chars", "english_passages"), 1
+    ),
     **dict.fromkeys(("embed_batch", "rerank_max_length", "max_chars", "n_ctx", "n_batch", "max_tokens"), 1),
     **dict.fromkeys(("overlap", "min_chars", "rrf_k", "threads", "llm_threads", "history_turns"), 0),
     **dict.fromkeys(("unanswered_weight", "temperature", "evidence_context", "new_per_day", "quote_thin"), 0),
@@ -62,6 +64,7 @@ class Settings:
     max_tokens: int = 256  # longest answer
     llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
     n_passages: int = 3  # passages in the prompt
+    english_passages: int = 2  # at most this many for an English question over notes in Chinese
     answer_style: str = "evidence"  # evidence: restate each passage's best atoms; window: the earlier prompt
     evidence_context: int = 150  # answer_style evidence: characters of the note kept around the best atom
     passage_chars: int = 250  # answer_style window: longest passage text in the prompt

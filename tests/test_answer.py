@@ -262,7 +262,8 @@ def test_an_english_answer_to_chinese_notes_is_judged_across_languages(
         "ZeRO-3 also partitions the model parameters, using the least memory [3].",
     )
     monkeypatch.setattr(answer_module, "_restates", restates)
-    result = answer("What does ZeRO-3 partition?", searcher=searcher, model=model)
+    three = replace(searcher.settings, english_passages=3)  # a mark on [3] to move
+    result = answer("What does ZeRO-3 partition?", searcher=searcher, model=model, settings=three)
     assert result.diagnostics.query == "ZeRO-3 切分什么？" and "Answer in English" in model.sent[1][-1][1]
     assert not result.refused and result.diagnostics.support < 0.45
     target = next(p.n for p in result.passages if "ZeRO-3 还切分" in p.text)
@@ -391,3 +392,15 @@ def test_the_cli_shows_each_source_as_a_short_excerpt_without_tags(
     print_answer(replace(result, passages=[first, *result.passages[1:]]))
     shown = capsys.readouterr().out
     assert "      4. KV Cache 是什么？ 推理时缓存历史 token 的 K 和 V。" in shown and "<u>" not in shown
+
+
+def test_an_english_question_over_chinese_notes_gets_at_most_english_passages(searcher: Searcher) -> None:
+    english = answer(
+        "What does ZeRO-3 partition?",
+        searcher=searcher,
+        model=ScriptedModel("ZeRO-3 切分什么？", "ZeRO-3 also partitions the parameters [1]."),
+    )
+    chinese = answer(
+        "ZeRO-3 切分什么？", searcher=searcher, model=ScriptedModel("ZeRO-3 还切分模型参数 [1]。")
+    )
+    assert len(english.passages) == searcher.settings.english_passages == 2 < len(chinese.passages) == 3
