@@ -146,8 +146,7 @@ def answer(
     support = cite.support(generated, [p.chunk.indexed for p in shown]) if generated else 0.0
     verdict = decide(question, standalone, early, generated, support, shown, result.hits, settings)
     # Step 8: citations, with attribution for sentences the model left uncited
-    source = [p for p in shown if p.n == verdict.passage] if verdict.quoted else shown
-    texts = {p.n: p.text for p in source}
+    texts = {p.n: p.text for p in shown}
     sentences = _quoted(verdict) if verdict.quoted else cite.attribute(generated, texts)
     if style == "evidence" and generated and not verdict.refused and not verdict.quoted:
         # Step 9: every mark checked against its evidence and moved to the evidence restated
@@ -161,8 +160,8 @@ def answer(
             text, sentences = cite.render(generated, sentences)
             verdict = Verdict(text, False, "")
         else:
-            source = [p for p in shown if p.n == verdict.passage] if verdict.quoted else shown
             sentences = _quoted(verdict) if verdict.quoted else []
+    source = [p for p in shown if p.n == verdict.passage] if verdict.quoted else shown
     timings.update(first_token=first_token, total=_ms(began))
     return Answer(
         question=question,
@@ -199,13 +198,7 @@ def decide(
     if pointed and not re.sub(r"[\W_]", "", cite.strip_marks(generated)):
         # the model answered with marks alone ("[1]"): it points at the evidence that answers; show it
         chosen = next(p for p in shown if p.n == pointed[0])
-        return Verdict(
-            prompt.quote(standalone, chosen),
-            False,
-            f"the model only pointed at [{chosen.n}]; quoted it",
-            quoted=True,
-            passage=chosen.n,
-        )
+        return _quote(standalone, chosen, f"the model only pointed at [{chosen.n}]; quoted it")
     # An English answer to Chinese notes shares few words with them: overlap cannot judge a translation.
     lexical = not prompt.is_english(standalone)
     reason = _said_refusal(generated) or (
@@ -216,9 +209,7 @@ def decide(
     if not reason:
         return Verdict(generated, False, "")
     if _closeness(hits) >= settings.quote_above:  # retrieval is sure the first passage holds the answer
-        text = prompt.quote(standalone, shown[0])
-        reason = f"{reason}; quoted passage [{shown[0].n}] instead"
-        return Verdict(text, False, reason, quoted=True, passage=shown[0].n)
+        return _quote(standalone, shown[0], f"{reason}; quoted passage [{shown[0].n}] instead")
     return Verdict(prompt.refusal(question), True, reason)
 
 
@@ -241,13 +232,7 @@ def _checked(
         return verdict
     reason = f"most of the answer restates no evidence ({unsupported / weight:.0%} of its text)"
     if _closeness(hits) >= settings.quote_above:
-        return Verdict(
-            prompt.quote(standalone, shown[0]),
-            False,
-            f"{reason}; quoted [{shown[0].n}] instead",
-            quoted=True,
-            passage=shown[0].n,
-        )
+        return _quote(standalone, shown[0], f"{reason}; quoted [{shown[0].n}] instead")
     return Verdict(prompt.refusal(question), True, reason)
 
 
@@ -270,8 +255,16 @@ def _thin(
     length = len(re.sub(r"\[\d+\]|\s", "", generated))
     if kept >= settings.quote_thin or length >= settings.quote_thin * len(first.text):
         return verdict
-    reason = f"the answer left out most of evidence [{first.n}] (kept {kept:.0%} of its words); quoted it"
-    return Verdict(prompt.quote(standalone, first), False, reason, quoted=True, passage=first.n)
+    return _quote(
+        standalone,
+        first,
+        f"the answer left out most of evidence [{first.n}] (kept {kept:.0%} of its words); quoted it",
+    )
+
+
+def _quote(standalone: str, passage: prompt.Passage, reason: str) -> Verdict:
+    """The verdict that shows `passage` itself, quoted, in place of the model's answer."""
+    return Verdict(prompt.quote(standalone, passage), False, reason, quoted=True, passage=passage.n)
 
 
 def gate_terms(question: str, index: Index, share: float) -> str:
