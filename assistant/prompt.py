@@ -72,16 +72,49 @@ def refusal(question: str) -> str:
     return REFUSAL_EN if is_english(question) else REFUSAL_ZH
 
 
-def quote(question: str, passage: Passage) -> str:
-    """The passage itself as the answer, for when the model's own answer cannot be used: the notes' words,
-    made readable as the answer's markdown (`readable`); a text of several lines, or one that opens with a
-    list or table, starts on a line of its own."""
+def quote(question: str, *passages: Passage) -> str:
+    """Passages themselves as the answer, for when the model's own answer cannot be used: the notes' words,
+    made readable as the answer's markdown (`readable`), each piece ending with its mark; a text of several
+    lines, or one that opens with a list or table, starts on a line of its own. Several passages (the pieces
+    of one note section, `section`) are shown in the notes' order, overlapping pieces joined."""
     lead = "From your notes:" if is_english(question) else "笔记原文："
-    text = readable(passage.text)
-    gap = "\n\n" if "\n" in text or BLOCK.match(text) else (" " if lead.endswith(":") else "")
+    pieces = [(readable(text), marks) for text, marks in _joined(passages)]
+    first = pieces[0][0]
+    own_line = len(pieces) > 1 or "\n" in first or BLOCK.match(first)
+    gap = "\n\n" if own_line else (" " if lead.endswith(":") else "")
+    return lead + gap + "\n\n".join(text + _mark_after(text, marks) for text, marks in pieces)
+
+
+def _mark_after(text: str, marks: str) -> str:
     # after a table row, a fence or a `$$` the mark would be a dropped cell or code: a line of its own
-    end = "\n\n" if ENDS_BLOCK.match(text.rsplit("\n", 1)[-1]) else " "
-    return f"{lead}{gap}{text}{end}[{passage.n}]"
+    return ("\n\n" if ENDS_BLOCK.match(text.rsplit("\n", 1)[-1]) else " ") + marks
+
+
+def _joined(passages: Sequence[Passage]) -> list[tuple[str, str]]:
+    """(text, marks) per stretch of the notes: passages in the notes' order, one that overlaps the stretch
+    before it continues that stretch instead of repeating its words."""
+    out: list[tuple[str, str, tuple[str, int], int]] = []  # text, marks, where it starts, where it ends
+    for p in sorted(passages, key=_where):
+        (source, start), end = _where(p), _where(p)[1] + len(p.text)
+        if out and out[-1][2][0] == source and out[-1][3] > start:
+            text, marks, begin, until = out[-1]
+            more = p.text[until - start :] if end > until else ""
+            out[-1] = (text + more, f"{marks} [{p.n}]", begin, max(until, end))
+        else:
+            out.append((p.text, f"[{p.n}]", (source, start), end))
+    return [(text, marks) for text, marks, _, _ in out]
+
+
+def _where(p: Passage) -> tuple[str, int]:
+    """Where the passage's text sits: its note and offset (the chunk's start when the text is not its own)."""
+    at = p.chunk.text.find(p.text)
+    return p.chunk.source, p.chunk.start + max(at, 0)
+
+
+def section(first: Passage, shown: Sequence[Passage]) -> list[Passage]:
+    """`first` and the other shown passages of the same note section (a long answer split into pieces)."""
+    same = (first.chunk.source, first.chunk.heading)
+    return [first, *(p for p in shown if p is not first and (p.chunk.source, p.chunk.heading) == same)]
 
 
 BLOCK = re.compile(r"(?:#|[-+*] |\||\d+[.、)] |```|\$\$)")

@@ -226,6 +226,44 @@ def test_a_quoted_passage_reads_as_markdown_and_keeps_the_notes_words() -> None:
     assert prompt.quote("What is it?", plain) == "From your notes: 训练短、测试长。 [2]"
 
 
+def test_a_quote_shows_the_pieces_of_one_section_in_the_notes_order_without_repeating() -> None:
+    """A long answer split into two chunks (same heading, overlapping): quoting the second piece shows the
+    first too, in the notes' order, the overlap once, each stretch with its mark; other sections stay out."""
+    note = "1. 建立评测集，抽 50-100 条样本。\n2. LLM-as-a-Judge 打分。\n3. ELO 竞技场两两盲测。\n"
+    head = ("n.md", "7. 怎么挑 prompt")
+    one = Chunk("n.md#7", "n.md", 0, 40, head, note[:40], True)
+    two = Chunk("n.md#7~2", "n.md", 25, len(note), head, note[25:], True)
+    other = Chunk("n.md#8", "n.md", 80, 90, ("n.md", "8. 别的"), "别的问题的答案。", True)
+    shown = [prompt.Passage(1, two, two.text.strip()), prompt.Passage(2, one, one.text.strip())]
+    shown.append(prompt.Passage(3, other, other.text))
+    pieces = prompt.section(shown[0], shown)
+    assert [p.n for p in pieces] == [1, 2]
+    assert prompt.quote("怎么挑出最好的 prompt？", *pieces) == f"笔记原文：\n\n{note.strip()} [2] [1]"
+    apart = prompt.Passage(2, one, "1. 建立评测集，抽 50-100 条样本。")  # no overlap: two stretches
+    text = prompt.quote("怎么挑？", shown[0], apart)
+    assert text == f"笔记原文：\n\n1. 建立评测集，抽 50-100 条样本。 [2]\n\n{two.text.strip()} [1]"
+    assert prompt.quote("怎么挑？", shown[2]) == "笔记原文：别的问题的答案。 [3]"
+
+
+def test_a_quoted_section_cites_every_piece(tmp_path: Path) -> None:
+    answer_text = "\n".join(f"{i}. 第{i}步：{'评测' * 30}要点{i}。" for i in range(1, 7))
+    corpus = tmp_path / "notes"
+    corpus.mkdir()
+    (corpus / "n.md").write_text(f"# 笔记\n\n## 怎么挑出最好的 prompt\n\n{answer_text}\n", encoding="utf-8")
+    settings = from_env(corpus=corpus, index=tmp_path / "ix", max_chars=250)
+    searcher = Searcher(settings, warn=lambda _: None, embedder=HashEmbedder())  # type: ignore[arg-type]
+    split = [c for c in searcher.index.chunks if c.has_answer]
+    assert len(split) >= 2 and len({c.heading for c in split}) == 1  # one section in pieces
+    settings = replace(settings, quote_above=1.01, n_passages=2)
+    model = ScriptedModel("[1]")
+    result = answer("怎么挑出最好的 prompt？", searcher=searcher, model=model, settings=settings)
+    rest = "the rest of its section"
+    assert result.quoted and result.reason == f"the model only pointed at [1]; quoted it (with [2], {rest})"
+    assert sorted(c.n for c in result.citations) == [1, 2]
+    assert {c.id for c in result.citations} == {p.chunk.id for p in result.passages}
+    assert all(s.numbers for s in result.sentences)  # every sentence of the quote is a passage's
+
+
 def test_readable_keeps_comparisons_nesting_and_the_mark_outside_blocks() -> None:
     mask = "位置 j<i 的可见，其中 i>0；"
     assert prompt.readable(f"{mask}LoRA<br>QLoRA") == f"{mask}LoRA QLoRA"
