@@ -231,10 +231,23 @@ def verify(
 def render(answer: str, found: list[Sentence]) -> tuple[str, list[Sentence]]:
     """`answer` written again from its verified sentences (`found`, with offsets in `answer`), each ending
     with exactly its numbers before its closing punctuation ("……计算 [1]。"); what lies between sentences
-    (line breaks, spaces) is kept. Returns the text and the sentences with their offsets in it."""
-    text, out, at = "", [], 0
+    (line breaks, spaces) is kept. Returns the text and the sentences with their offsets in it.
+
+    A sentence said again word for word (the small model looping: one sentence pasted under [1], [2], [3],
+    [4]) is shown once, except in a list the answer opens with a colon ("Qwen 又沿用了以下结构：" then the
+    same items as the list before: that repeat says something)."""
+    text, out, at, said, listing = "", [], 0, set(), False
     for s in found:
         raw = strip_marks(s.text)
+        same = re.sub(r"\s+", "", raw)
+        if len(same) >= REPEATED and same in said and not listing:
+            gap = strip_marks(answer[at : s.start])
+            text += gap if gap.strip() else ""  # the line breaks before it go with it
+            at = s.end
+            continue
+        if same not in said:
+            listing = same.endswith((":", "："))
+        said.add(same)
         lead, trail, body = raw[: len(raw) - len(raw.lstrip())], raw[len(raw.rstrip()) :], raw.strip()
         end = re.search(r"[。！？；.!?;]+[”’\"')）]*$", body)
         core, tail = (body[: end.start()], end.group(0)) if end else (body, "")
@@ -245,4 +258,23 @@ def render(answer: str, found: list[Sentence]) -> tuple[str, list[Sentence]]:
         text += piece + trail
         at = s.end
         out.append(Sentence(piece, start, start + len(piece), s.cited, s.attributed, s.supported, s.moved))
-    return text + strip_marks(answer[at:]), out
+    text += strip_marks(answer[at:])
+    if len(out) == len(found):
+        return text, out
+    tidy = re.sub(r"\n(?:[ \t]*\n)+", "\n\n", text)  # the blank lines where repeats were
+    return (tidy, moved) if (moved := _located(tidy, out)) else (text, out)
+
+
+def _located(text: str, found: list[Sentence]) -> list[Sentence]:
+    """`found` with offsets in `text`, which holds their texts in order ([] when it does not)."""
+    out, at = [], 0
+    for s in found:
+        start = text.find(s.text, at)
+        if start < 0:
+            return []
+        at = start + len(s.text)
+        out.append(Sentence(s.text, start, at, s.cited, s.attributed, s.supported, s.moved))
+    return out
+
+
+REPEATED = 8  # characters (marks and spaces aside) from which a sentence said twice is shown once

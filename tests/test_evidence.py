@@ -101,6 +101,21 @@ def test_a_mark_without_target_is_never_shown_and_an_unsupported_sentence_is_fla
     assert not cite.MARK.search(text.splitlines()[1])
 
 
+def test_a_sentence_the_model_repeats_is_shown_once() -> None:
+    """The 1.5B model sometimes loops: one sentence pasted under [1], [2], [3] (dev d012)."""
+    said = "ZeRO-2 切分优化器状态和梯度。"
+    text, sentences = verified(f"[1] {said}\n\n[2] {said}\n\n[3] {said}\nZeRO-3 还切分模型参数 [2]。")
+    assert text.strip() == "ZeRO-2 切分优化器状态和梯度 [1]。\n\nZeRO-3 还切分模型参数 [2]。"
+    assert [s.numbers for s in sentences] == [(1,), (2,)]
+    assert [text[s.start : s.end] for s in sentences] == [s.text for s in sentences]
+    nested = verified(f"- {said}\n  - {said}\n\n  - ZeRO-3 还切分模型参数 [2]。")[0]
+    assert nested == "- ZeRO-2 切分优化器状态和梯度 [1]。\n\n  - ZeRO-3 还切分模型参数 [2]。"  # nesting kept
+    listed = f"ZeRO 系列的第一步：\n1. {said}\n\nZeRO-3 也做了同样的事：\n1. {said}"
+    assert verified(listed)[0].count("ZeRO-2 切分优化器状态和梯度 [1]。") == 2  # a list said of another
+    short = "是的。是的。"  # too short to call a loop
+    assert verified(short)[0] == short
+
+
 def test_an_english_sentence_is_judged_by_similarity() -> None:
     def similar(sentence: str, texts: Sequence[str]) -> list[float]:
         return [0.9 if "ZeRO-3" in t else 0.3 for t in texts]
