@@ -73,7 +73,7 @@ class Answer:
     text: str  # the answer shown to the user (the refusal sentence when refused)
     refused: bool
     reason: str  # why it was refused or quoted, one line ("" when answered)
-    quoted: bool  # the text quotes a passage (the first, or the one an answer of marks alone points at)
+    quoted: bool  # the text quotes a passage (the first, or the one marks alone point at) and its section
     citations: list[Citation]
     passages: list[prompt.Passage]  # in prompt order
     sentences: list[cite.Sentence]  # of the text the citations come from, with their passages
@@ -239,12 +239,13 @@ def _checked(
 
 
 def _quoted(verdict: Verdict) -> list[cite.Sentence]:
-    """The sentences of a quote, each the passage's whose mark follows it (lead and heading lines too)."""
+    """The sentences of a quote, each from the passages whose marks follow it (lead and heading lines too;
+    a stretch joined from two overlapping passages ends with both marks, and its sentences are both's)."""
     found = cite.sentences(verdict.text, set(verdict.passages))
-    out, owner = [], verdict.passages[-1]
+    out, owners = [], verdict.passages[-1:]
     for s in reversed(found):
-        owner = s.numbers[0] if s.numbers else owner
-        out.append(s if s.numbers else replace(s, attributed=(owner,)))
+        owners = s.numbers or owners
+        out.append(s if s.numbers else replace(s, attributed=owners))
     return out[::-1]
 
 

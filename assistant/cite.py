@@ -233,48 +233,46 @@ def render(answer: str, found: list[Sentence]) -> tuple[str, list[Sentence]]:
     with exactly its numbers before its closing punctuation ("……计算 [1]。"); what lies between sentences
     (line breaks, spaces) is kept. Returns the text and the sentences with their offsets in it.
 
-    A sentence said again word for word (the small model looping: one sentence pasted under [1], [2], [3],
-    [4]) is shown once, except in a list the answer opens with a colon ("Qwen 又沿用了以下结构：" then the
-    same items as the list before: that repeat says something)."""
-    text, out, at, said, listing = "", [], 0, set(), False
+    A sentence of prose said again word for word (the small model looping: one sentence pasted under [1],
+    [2], [3], [4]) is shown once. List items, table rows, code and lines without words are never
+    dropped: a list can rightly repeat an item of another ("Qwen 又沿用了以下结构：" then the same items)."""
+    text, out, at, said, skipped = "", [], 0, set(), False
     for s in found:
         raw = strip_marks(s.text)
         same = re.sub(r"\s+", "", raw)
-        if len(same) >= REPEATED and same in said and not listing:
-            gap = strip_marks(answer[at : s.start])
-            text += gap if gap.strip() else ""  # the line breaks before it go with it
+        if same in said and _prose(raw, answer[: s.start]):
+            skipped = True
+            # the line break before it or in it stays, so the lines around it are not joined
+            broke = "\n" in strip_marks(answer[at : s.start]) + raw[len(raw.rstrip()) :]
+            text = text.rstrip(" \t")
+            text += "\n" if broke and not text.endswith("\n") else ""
             at = s.end
             continue
-        if same not in said:
-            listing = same.endswith((":", "："))
         said.add(same)
         lead, trail, body = raw[: len(raw) - len(raw.lstrip())], raw[len(raw.rstrip()) :], raw.strip()
         end = re.search(r"[。！？；.!?;]+[”’\"')）]*$", body)
         core, tail = (body[: end.start()], end.group(0)) if end else (body, "")
         marks = "".join(f"[{n}]" for n in s.numbers)
         piece = f"{core.rstrip()} {marks}{tail}" if marks else f"{core.rstrip()}{tail}"
-        text += strip_marks(answer[at : s.start]) + lead
+        gap = strip_marks(answer[at : s.start]) + lead
+        if skipped and not gap.strip():  # where a repeat was dropped: the wider of the two line breaks
+            have = len(text) - len(text.rstrip("\n"))
+            gap = "\n" * max(0, gap.count("\n") - have) + gap.lstrip("\n")
+        text += gap
+        skipped = False
         start = len(text)
         text += piece + trail
         at = s.end
         out.append(Sentence(piece, start, start + len(piece), s.cited, s.attributed, s.supported, s.moved))
-    text += strip_marks(answer[at:])
-    if len(out) == len(found):
-        return text, out
-    tidy = re.sub(r"\n(?:[ \t]*\n)+", "\n\n", text)  # the blank lines where repeats were
-    return (tidy, moved) if (moved := _located(tidy, out)) else (text, out)
+    return text + strip_marks(answer[at:]), out
 
 
-def _located(text: str, found: list[Sentence]) -> list[Sentence]:
-    """`found` with offsets in `text`, which holds their texts in order ([] when it does not)."""
-    out, at = [], 0
-    for s in found:
-        start = text.find(s.text, at)
-        if start < 0:
-            return []
-        at = start + len(s.text)
-        out.append(Sentence(s.text, start, at, s.cited, s.attributed, s.supported, s.moved))
-    return out
+def _prose(sentence: str, before: str) -> bool:
+    """Is `sentence` prose long enough to call a repeat a loop: not a list item, table row or code (inside a
+    fence), and with at least REPEATED letters or CJK characters?"""
+    if before.count("```") % 2 or re.match(r"\s*(?:[-+*>|]|\d+[.、)])", sentence):
+        return False
+    return len(re.findall(r"[A-Za-z0-9\u3400-\u9fff]", sentence)) >= REPEATED
 
 
-REPEATED = 8  # characters (marks and spaces aside) from which a sentence said twice is shown once
+REPEATED = 8  # letters or CJK characters from which a sentence of prose said twice is shown once

@@ -78,11 +78,19 @@ def quote(question: str, *passages: Passage) -> str:
     lines, or one that opens with a list or table, starts on a line of its own. Several passages (the pieces
     of one note section, `section`) are shown in the notes' order, overlapping pieces joined."""
     lead = "From your notes:" if is_english(question) else "笔记原文："
-    pieces = [(readable(text), marks) for text, marks in _joined(passages)]
+    pieces = [(readable(text), marks, after) for text, marks, after in _joined(passages)]
     first = pieces[0][0]
     own_line = len(pieces) > 1 or "\n" in first or BLOCK.match(first)
     gap = "\n\n" if own_line else (" " if lead.endswith(":") else "")
-    return lead + gap + "\n\n".join(text + _mark_after(text, marks) for text, marks in pieces)
+    # a stretch that does not follow on from the one before: "…" says the notes' words between are left out
+    return (
+        lead
+        + gap
+        + "".join(
+            ("\n\n" if after else "\n\n…\n\n") * bool(i) + text + _mark_after(text, marks)
+            for i, (text, marks, after) in enumerate(pieces)
+        )
+    )
 
 
 def _mark_after(text: str, marks: str) -> str:
@@ -90,25 +98,47 @@ def _mark_after(text: str, marks: str) -> str:
     return ("\n\n" if ENDS_BLOCK.match(text.rsplit("\n", 1)[-1]) else " ") + marks
 
 
-def _joined(passages: Sequence[Passage]) -> list[tuple[str, str]]:
-    """(text, marks) per stretch of the notes: passages in the notes' order, one that overlaps the stretch
-    before it continues that stretch instead of repeating its words."""
-    out: list[tuple[str, str, tuple[str, int], int]] = []  # text, marks, where it starts, where it ends
-    for p in sorted(passages, key=_where):
-        (source, start), end = _where(p), _where(p)[1] + len(p.text)
-        if out and out[-1][2][0] == source and out[-1][3] > start:
-            text, marks, begin, until = out[-1]
-            more = p.text[until - start :] if end > until else ""
-            out[-1] = (text + more, f"{marks} [{p.n}]", begin, max(until, end))
+def _joined(passages: Sequence[Passage]) -> list[tuple[str, str, bool]]:
+    """(text, marks, follows on) per stretch of the notes: passages in the notes' order, one that overlaps
+    the stretch before it continues that stretch instead of repeating its words; "follows on": only white
+    space lies between this stretch and the one before. A passage whose text is not its chunk's own (never
+    so for evidence) is a stretch of its own, last."""
+    placed = sorted(passages, key=lambda p: (0, *at) if (at := _where(p)) else (1, "", p.n))
+    out: list[tuple[str, str, tuple[str, int] | None, int, bool]] = []  # text, marks, start, end, follows
+    for p in placed:
+        at = _where(p)
+        last = out[-1] if out else None
+        if at is None or last is None or last[2] is None or last[2][0] != at[0]:
+            out.append((p.text, f"[{p.n}]", at, at[1] + len(p.text) if at else 0, False))
+            continue
+        text, marks, begin, until, follows = last
+        start, end = at[1], at[1] + len(p.text)
+        if start < until:  # overlapping: the rest of it continues the stretch
+            out[-1] = (
+                text + p.text[until - start :] if end > until else text,
+                f"{marks} [{p.n}]",
+                begin,
+                max(until, end),
+                follows,
+            )
         else:
-            out.append((p.text, f"[{p.n}]", (source, start), end))
-    return [(text, marks) for text, marks, _, _ in out]
+            between = _between(p.chunk, until, start, passages)
+            out.append((p.text, f"[{p.n}]", at, end, between is not None and not between.strip()))
+    return [(text, marks, follows) for text, marks, _, _, follows in out]
 
 
-def _where(p: Passage) -> tuple[str, int]:
-    """Where the passage's text sits: its note and offset (the chunk's start when the text is not its own)."""
+def _where(p: Passage) -> tuple[str, int] | None:
+    """Where the passage's text sits: its note and offset (None when the text is not the chunk's own)."""
     at = p.chunk.text.find(p.text)
-    return p.chunk.source, p.chunk.start + max(at, 0)
+    return (p.chunk.source, p.chunk.start + at) if at >= 0 and p.text else None
+
+
+def _between(chunk: Chunk, start: int, end: int, passages: Sequence[Passage]) -> str | None:
+    """The note's text from `start` to `end`, from a chunk of the passages that holds it (None: none does)."""
+    for c in [chunk, *(p.chunk for p in passages)]:
+        if c.source == chunk.source and c.start <= start and end <= c.end:
+            return c.text[start - c.start : end - c.start]
+    return None
 
 
 def section(first: Passage, shown: Sequence[Passage]) -> list[Passage]:

@@ -240,9 +240,16 @@ def test_a_quote_shows_the_pieces_of_one_section_in_the_notes_order_without_repe
     assert [p.n for p in pieces] == [1, 2]
     assert prompt.quote("怎么挑出最好的 prompt？", *pieces) == f"笔记原文：\n\n{note.strip()} [2] [1]"
     apart = prompt.Passage(2, one, "1. 建立评测集，抽 50-100 条样本。")  # no overlap: two stretches
-    text = prompt.quote("怎么挑？", shown[0], apart)
-    assert text == f"笔记原文：\n\n1. 建立评测集，抽 50-100 条样本。 [2]\n\n{two.text.strip()} [1]"
+    text = prompt.quote("怎么挑？", shown[0], apart)  # "2. " lies between them: "…" says words are left out
+    assert text == f"笔记原文：\n\n1. 建立评测集，抽 50-100 条样本。 [2]\n\n…\n\n{two.text.strip()} [1]"
+    whole = Chunk("n.md#7~3", "n.md", 0, len(note), head, note, True)
+    next_line = prompt.Passage(1, whole, "2. LLM-as-a-Judge 打分。")  # only a line break between: no "…"
+    assert prompt.quote("怎么挑？", next_line, apart).endswith("样本。 [2]\n\n2. LLM-as-a-Judge 打分。 [1]")
+    stray = prompt.Passage(4, two, "不在这段笔记里的文字。")  # not the chunk's own text: a stretch of its own
+    assert prompt.quote("怎么挑？", stray, apart).endswith("样本。 [2]\n\n…\n\n不在这段笔记里的文字。 [4]")
     assert prompt.quote("怎么挑？", shown[2]) == "笔记原文：别的问题的答案。 [3]"
+    last = prompt.Passage(1, two, "3. ELO 竞技场两两盲测。")  # the notes' words between are left out: "…"
+    assert prompt.quote("怎么挑？", apart, last).endswith("样本。 [2]\n\n…\n\n3. ELO 竞技场两两盲测。 [1]")
 
 
 def test_a_quoted_section_cites_every_piece(tmp_path: Path) -> None:
@@ -262,6 +269,7 @@ def test_a_quoted_section_cites_every_piece(tmp_path: Path) -> None:
     assert sorted(c.n for c in result.citations) == [1, 2]
     assert {c.id for c in result.citations} == {p.chunk.id for p in result.passages}
     assert all(s.numbers for s in result.sentences)  # every sentence of the quote is a passage's
+    assert "\n\n…\n\n" in result.text  # piece 2 of the section was not shown: its words are left out
 
 
 def test_readable_keeps_comparisons_nesting_and_the_mark_outside_blocks() -> None:

@@ -108,12 +108,20 @@ def test_a_sentence_the_model_repeats_is_shown_once() -> None:
     assert text.strip() == "ZeRO-2 切分优化器状态和梯度 [1]。\n\nZeRO-3 还切分模型参数 [2]。"
     assert [s.numbers for s in sentences] == [(1,), (2,)]
     assert [text[s.start : s.end] for s in sentences] == [s.text for s in sentences]
-    nested = verified(f"- {said}\n  - {said}\n\n  - ZeRO-3 还切分模型参数 [2]。")[0]
-    assert nested == "- ZeRO-2 切分优化器状态和梯度 [1]。\n\n  - ZeRO-3 还切分模型参数 [2]。"  # nesting kept
-    listed = f"ZeRO 系列的第一步：\n1. {said}\n\nZeRO-3 也做了同样的事：\n1. {said}"
-    assert verified(listed)[0].count("ZeRO-2 切分优化器状态和梯度 [1]。") == 2  # a list said of another
+    joined = verified(f"{said}\n{said}\nZeRO-3 还切分模型参数 [2]。")[0]
+    assert joined == "ZeRO-2 切分优化器状态和梯度 [1]。\nZeRO-3 还切分模型参数 [2]。"  # lines stay apart
     short = "是的。是的。"  # too short to call a loop
     assert verified(short)[0] == short
+
+
+def test_list_items_table_rows_and_code_are_never_dropped_as_repeats() -> None:
+    item = "- ZeRO-2 切分优化器状态和梯度 [1]。"
+    lists = f"ZeRO-2 做了什么：\n{item}\n\nZeRO-3 沿用了：\n- ZeRO-3 还切分模型参数 [2]。\n{item}"
+    assert verified(lists)[0].count(item) == 2  # a list can rightly repeat an item of another
+    table = "| 方法 | 切分 |\n|------|------|\n| ZeRO-2 | 梯度 |"
+    assert verified(f"{table}\n\n{table}")[0] == f"{table}\n\n{table}"
+    code = "```\noptimizer.zero_grad()\n\n\nloss.backward()\noptimizer.zero_grad()\n```"
+    assert verified(code)[0] == code
 
 
 def test_an_english_sentence_is_judged_by_similarity() -> None:

@@ -186,7 +186,7 @@ def answer(result: Answer, turn: int, shelf: Shelf) -> None:
         st.caption("Closest passages in your notes:")
         hits(result.pointers, shelf, key=f"{turn}-pointer")
         return
-    if result.quoted:  # the model's own answer was unusable: the text quotes a passage
+    if result.quoted:  # the model's own answer was unusable: the text quotes the notes
         st.caption(f"⚠ {result.reason}")
     shown = grey_unsupported(result.text, result.sentences)
     st.markdown(link_citations(shown, turn, {p.n for p in result.passages}))
