@@ -23,7 +23,7 @@ import unicodedata
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
-from ingest.chunk import sentence_spans
+from ingest.chunk import FENCE, sentence_spans
 from retriever import tokenize
 
 MARK = re.compile(r"[\[【［]\s*(\d{1,2}(?:\s*[-–,，、]\s*\d{1,2})*)\s*[\]】］]")
@@ -270,7 +270,8 @@ def render(answer: str, found: list[Sentence]) -> tuple[str, list[Sentence]]:
 def _prose(sentence: str, before: str) -> bool:
     """Is `sentence` prose long enough to call a repeat a loop: not a list item, table row or code (inside a
     fence), and with at least REPEATED letters or CJK characters?"""
-    if before.count("```") % 2 or re.match(r"\s*(?:[-+*>|]|\d+[.、)])", sentence):
+    inside = sum(1 for line in before.splitlines() if FENCE.match(line)) % 2
+    if inside or re.match(r"\s*(?:[-+*>|]|\d+[.、)])", sentence):
         return False
     return len(re.findall(r"[A-Za-z0-9\u3400-\u9fff]", sentence)) >= REPEATED
 

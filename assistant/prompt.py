@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from assistant import evidence
 from assistant.cite import is_english
-from ingest.chunk import Chunk, sentence_spans
+from ingest.chunk import FENCE, Chunk, sentence_spans
 from retriever.tokenize import bigrams
 
 STYLES = ("evidence", "window")
@@ -103,10 +103,11 @@ def _joined(passages: Sequence[Passage]) -> list[tuple[str, str, bool]]:
     the stretch before it continues that stretch instead of repeating its words; "follows on": only white
     space lies between this stretch and the one before. A passage whose text is not its chunk's own (never
     so for evidence) is a stretch of its own, last."""
-    placed = sorted(passages, key=lambda p: (0, *at) if (at := _where(p)) else (1, "", p.n))
+    placed = sorted(
+        ((p, _where(p)) for p in passages), key=lambda pa: (0, *pa[1]) if pa[1] else (1, "", pa[0].n)
+    )
     out: list[tuple[str, str, tuple[str, int] | None, int, bool]] = []  # text, marks, start, end, follows
-    for p in placed:
-        at = _where(p)
+    for p, at in placed:
         last = out[-1] if out else None
         if at is None or last is None or last[2] is None or last[2][0] != at[0]:
             out.append((p.text, f"[{p.n}]", at, at[1] + len(p.text) if at else 0, False))
@@ -155,7 +156,6 @@ TAGS = re.compile(
     r"\s*/?>|<br\s*/?>",
     re.I,
 )
-FENCE = re.compile(r"\s*(?:```|~~~)")
 BREAK = re.compile(r"(?<=[A-Za-z0-9])<br\s*/?>(?=[A-Za-z0-9])", re.I)
 LIST_ITEM = re.compile(r"\s*(?:[-+*]|\d+[.、)])(?: {1,4}|\s)")  # with the spaces before its text
 

@@ -122,6 +122,7 @@ def test_list_items_table_rows_and_code_are_never_dropped_as_repeats() -> None:
     assert verified(f"{table}\n\n{table}")[0] == f"{table}\n\n{table}"
     code = "```\noptimizer.zero_grad()\n\n\nloss.backward()\noptimizer.zero_grad()\n```"
     assert verified(code)[0] == code
+    assert verified(code.replace("```", "~~~"))[0] == code.replace("```", "~~~")  # the notes' other fence
 
 
 def test_an_english_sentence_is_judged_by_similarity() -> None:
