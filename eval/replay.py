@@ -137,6 +137,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, help="write every replayed item here (JSON)")
     args = parser.parse_args(argv)
+    if args.out and not args.out.parent.is_dir():  # found out before minutes of replaying, not after
+        print(f"mianjing: cannot write {args.out}: no folder {args.out.parent}", file=sys.stderr)
+        return 2
     try:
         rows = load(args.run / "metrics.json").get("generation", {}).get("rows") or []
     except ValueError as e:

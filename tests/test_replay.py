@@ -46,6 +46,8 @@ def test_a_replay_reproduces_the_stored_verdict_and_measures_a_rule_change(searc
 def test_a_stored_run_without_answers_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert replay.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert replay.main([str(tmp_path), "--out", str(tmp_path / "gone" / "r.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err
     (tmp_path / "metrics.json").write_text(json.dumps({"modes": {}}), encoding="utf-8")
     assert replay.main([str(tmp_path)]) == 2
     assert "has no generated answers" in capsys.readouterr().err
