@@ -17,7 +17,8 @@ of at least `quote_above`), that passage is quoted instead of refusing (`decide`
 keeps little of the first evidence, in few words, is also replaced by that evidence quoted (`_thin`): the
 model cut the notes' answer short (dev set: 46 answers, key-point recall 0.59 -> 0.67). A quote shows the
 other shown pieces of the quoted passage's note section with it (a long answer chunked in two), in the
-notes' order (dev set: 3 quotes gain a missing point, none loses; 0.683 -> 0.689).
+notes' order (dev set: 3 quotes gain a missing point, none loses; 0.683 -> 0.689). A sentence that only
+pastes back the evidence's headings is left out of the answer (`pasted_heading`).
 
 Does not: load models or the index (callers pass a `Searcher` and a `Generator`, see
 `assistant.loading`), or keep history (see `Conversation`).
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import re
 import time
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -159,9 +161,12 @@ def answer(
         if not verdict.refused and not verdict.quoted:
             verdict = _thin(verdict, generated, standalone, shown, settings)
         if not verdict.refused and not verdict.quoted:
-            text, sentences = cite.render(generated, sentences)
+            text, sentences = cite.render(generated, sentences, drop=pasted_heading(shown))
             verdict = Verdict(text, False, "")
-        else:
+            if not re.sub(r"[\W_]", "", cite.strip_marks(text)):  # headings were all it said
+                reason = f"the model only repeated headings; quoted [{shown[0].n}]"
+                verdict = _quote(standalone, shown[0], shown, reason)
+        if verdict.refused or verdict.quoted:
             sentences = _quoted(verdict) if verdict.quoted else []
     source = [p for p in shown if p.n in verdict.passages] if verdict.quoted else shown
     timings.update(first_token=first_token, total=_ms(began))
@@ -280,6 +285,42 @@ def _quote(standalone: str, passage: prompt.Passage, shown: list[prompt.Passage]
     if len(pieces) > 1:
         reason += f" (with {', '.join(f'[{n}]' for n in numbers[1:])}, the rest of its section)"
     return Verdict(prompt.quote(standalone, *pieces), False, reason, quoted=True, passages=numbers)
+
+
+def pasted_heading(shown: Sequence[prompt.Passage]) -> Callable[[str], bool]:
+    """Is a sentence of the answer only headings of the evidence pasted back (the prompt's "（heading）"
+    lines, a section's question title: "平衡二叉树和红黑树 应用PEFT包装模型 (Wrap Model with PEFT)",
+    "为什么要这么做？" out of the title "…是怎样的？为什么要这么做？")? Such a sentence answers nothing,
+    whatever its marks: the answer leaves it out (dev set: 11 answers, key points unchanged).
+
+    Compared without white space, punctuation, list numbers or case: a sentence of 4 characters or more
+    within one heading, or one made of whole headings (numbers between them allowed)."""
+    titles = {_flat(h) for p in shown for h in p.chunk.heading} - {""}
+
+    def pasted(sentence: str) -> bool:
+        flat = _flat(sentence)
+        within = len(flat) >= 4 and any(flat in t for t in titles)  # "是的。" is no title's part
+        return within or _made_of(flat, titles)
+
+    return pasted
+
+
+def _flat(text: str) -> str:
+    text = unicodedata.normalize("NFKC", cite.strip_marks(text))
+    text = re.sub(r"^[\W_]*\d+[.、)]?(?=\D)", "", text)  # "8. transformer在哪里…", "（6. 如何…）"
+    return "".join(re.findall(r"[A-Za-z0-9\u3400-\u9fff]", text)).lower()
+
+
+def _made_of(flat: str, titles: set[str]) -> bool:
+    """Can `flat` be cut into whole titles (and list numbers between them)?"""
+    ends = {0}
+    for i in range(len(flat) + 1):
+        if i not in ends:
+            continue
+        ends |= {i + len(t) for t in titles if flat.startswith(t, i)}
+        if number := re.match(r"\d+", flat[i:]):
+            ends.add(i + number.end())
+    return len(flat) in ends and len(flat) > 0
 
 
 def gate_terms(question: str, index: Index, share: float) -> str:

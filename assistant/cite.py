@@ -228,19 +228,22 @@ def verify(
     return out
 
 
-def render(answer: str, found: list[Sentence]) -> tuple[str, list[Sentence]]:
+def render(
+    answer: str, found: list[Sentence], *, drop: Callable[[str], bool] | None = None
+) -> tuple[str, list[Sentence]]:
     """`answer` written again from its verified sentences (`found`, with offsets in `answer`), each ending
     with exactly its numbers before its closing punctuation ("……计算 [1]。"); what lies between sentences
     (line breaks, spaces) is kept. Returns the text and the sentences with their offsets in it.
 
     A sentence of prose said again word for word (the small model looping: one sentence pasted under [1],
     [2], [3], [4]) is shown once. List items, table rows, code and lines without words are never
-    dropped: a list can rightly repeat an item of another ("Qwen 又沿用了以下结构：" then the same items)."""
+    dropped: a list can rightly repeat an item of another ("Qwen 又沿用了以下结构：" then the same items).
+    A sentence `drop` says yes to (its text without marks) is left out the same way."""
     text, out, at, said, skipped = "", [], 0, set(), False
     for s in found:
         raw = strip_marks(s.text)
         same = re.sub(r"\s+", "", raw)
-        if same in said and _prose(raw, answer[: s.start]):
+        if (same in said and _prose(raw, answer[: s.start])) or (drop is not None and drop(raw)):
             skipped = True
             # the line break before it or in it stays, so the lines around it are not joined
             broke = "\n" in strip_marks(answer[at : s.start]) + raw[len(raw.rstrip()) :]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from assistant import cite, prompt
-from assistant.answer import Answer, Conversation, answer, gate_terms
+from assistant.answer import Answer, Conversation, answer, gate_terms, pasted_heading
 from assistant.retrieval import Searcher
 from assistant.settings import Settings, from_env
 from ingest.chunk import Chunk
@@ -193,6 +193,45 @@ def test_an_answer_of_marks_alone_quotes_the_evidence_it_points_at(searcher: Sea
     )
     assert result.reason == "the model only pointed at [2]; quoted it"
     assert [c.id for c in result.citations] == [second.chunk.id] and [c.n for c in result.citations] == [2]
+
+
+def test_headings_the_model_pastes_back_are_left_out(searcher: Searcher) -> None:
+    reply = "（注意力机制 > 4. KV Cache 是什么？）\n推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
+    result = answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel(reply))
+    assert not result.refused and not result.quoted
+    assert result.text.strip() == "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
+    assert [s.text for s in result.sentences] == ["推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"]
+
+
+def test_an_answer_of_headings_alone_quotes_the_first_evidence(searcher: Searcher) -> None:
+    # neither retrieval's sureness nor the thin-answer rule plays a part
+    settings = replace(searcher.settings, quote_above=1.01, quote_thin=0)
+    reply = "注意力机制 > 4. KV Cache 是什么？ [1]"
+    result = answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel(reply), settings=settings)
+    first = result.passages[0]
+    assert result.quoted and not result.refused
+    assert result.reason == "the model only repeated headings; quoted [1]"
+    assert result.text.startswith("笔记原文：") and [c.id for c in result.citations] == [first.chunk.id]
+
+
+def test_a_pasted_heading_is_told_from_an_answer() -> None:
+    def passage(n: int, *heading: str) -> prompt.Passage:
+        chunk = Chunk(f"n.md#{n}", "n.md", 0, 10, ("n.md", *heading), "正文", True)
+        return prompt.Passage(n, chunk, "正文")
+
+    pasted = pasted_heading(
+        [
+            passage(1, "数据结构", "2. 平衡二叉树和红黑树"),
+            passage(2, "3. 应用PEFT包装模型 (Wrap Model with PEFT):"),
+            passage(3, "BERT 的 warm-up 策略是怎样的？为什么要这么做？"),
+        ]
+    )
+    assert pasted("平衡二叉树和红黑树  应用PEFT包装模型 (Wrap Model with PEFT) ")  # two headings, pasted
+    assert pasted("（数据结构 > 2. 平衡二叉树和红黑树）")  # the prompt's heading line, numbered
+    assert pasted("为什么要这么做？")  # part of a question title
+    assert not pasted("是的。")  # too short to tell
+    assert not pasted("红黑树是一种弱平衡的二叉搜索树。")  # says something of its own
+    assert not pasted("平衡二叉树和红黑树都是二叉搜索树。")
 
 
 def test_a_quoted_passage_reads_as_markdown_and_keeps_the_notes_words() -> None:
