@@ -248,7 +248,7 @@ def render(
             # the line break before it or in it stays, so the lines around it are not joined
             broke = "\n" in strip_marks(answer[at : s.start]) + raw[len(raw.rstrip()) :]
             text = text.rstrip(" \t")
-            text += "\n" if broke and not text.endswith("\n") else ""
+            text += "\n" if broke and text and not text.endswith("\n") else ""
             at = s.end
             continue
         said.add(same)
@@ -260,7 +260,7 @@ def render(
         gap = strip_marks(answer[at : s.start]) + lead
         if skipped and not gap.strip():  # where a repeat was dropped: the wider of the two line breaks
             have = len(text) - len(text.rstrip("\n"))
-            gap = "\n" * max(0, gap.count("\n") - have) + gap.lstrip("\n")
+            gap = "\n" * max(0, gap.count("\n") - have) + gap.lstrip("\n") if text else ""
         text += gap
         skipped = False
         start = len(text)

@@ -199,7 +199,7 @@ def test_headings_the_model_pastes_back_are_left_out(searcher: Searcher) -> None
     reply = "（注意力机制 > 4. KV Cache 是什么？）\n推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
     result = answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel(reply))
     assert not result.refused and not result.quoted
-    assert result.text.strip() == "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
+    assert result.text == "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"  # no blank line where it was
     assert [s.text for s in result.sentences] == ["推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"]
 
 
@@ -477,6 +477,18 @@ def test_the_cli_shows_each_source_as_a_short_excerpt_without_tags(
     print_answer(replace(result, passages=[first, *result.passages[1:]]))
     shown = capsys.readouterr().out
     assert "      4. KV Cache 是什么？ 推理时缓存历史 token 的 K 和 V。" in shown and "<u>" not in shown
+    assert "as checked" not in shown  # the streamed text was the answer
+
+
+def test_the_cli_shows_the_checked_answer_when_the_check_left_lines_out(
+    searcher: Searcher, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ui.cli import print_answer
+
+    reply = "（注意力机制 > 4. KV Cache 是什么？）\n推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
+    print_answer(answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel(reply)))
+    shown = capsys.readouterr().out
+    assert "as checked against your notes:\n推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。" in shown
 
 
 def test_an_english_question_over_chinese_notes_gets_at_most_english_passages(searcher: Searcher) -> None:
