@@ -257,6 +257,10 @@ def render(
         core, tail = (body[: end.start()], end.group(0)) if end else (body, "")
         marks = "".join(f"[{n}]" for n in s.numbers)
         piece = f"{core.rstrip()} {marks}{tail}" if marks else f"{core.rstrip()}{tail}"
+        if marks and ROW.fullmatch(last := core.rsplit("\n", 1)[-1].strip()) and not RULE.fullmatch(last):
+            # in the row's last cell, so the table stays one table
+            piece = f"{core.rstrip()[:-1].rstrip()} {marks} |{tail}"
+            trail = trail.lstrip(" \t")  # where the mark was
         gap = strip_marks(answer[at : s.start]) + lead
         if skipped and not gap.strip():  # where a repeat was dropped: the wider of the two line breaks
             have = len(text) - len(text.rstrip("\n"))
@@ -268,6 +272,10 @@ def render(
         at = s.end
         out.append(Sentence(piece, start, start + len(piece), s.cited, s.attributed, s.supported, s.moved))
     return text + strip_marks(answer[at:]), out
+
+
+ROW = re.compile(r"\|.*\|")  # a table row; after its last "|" a mark would be a stray cell
+RULE = re.compile(r"\|[\s:|-]*\|")  # the row under a table's header: no room for a mark
 
 
 def _prose(sentence: str, before: str) -> bool:

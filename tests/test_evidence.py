@@ -114,6 +114,11 @@ def test_a_sentence_the_model_repeats_is_shown_once() -> None:
     assert verified(short)[0] == short
 
 
+def test_a_table_rows_mark_goes_in_its_last_cell() -> None:
+    answer = "| 方法 | 切分 |\n| --- | --- |\n| ZeRO-2 | 切分优化器状态和梯度 | [1]"
+    assert verified(answer)[0] == "| 方法 | 切分 |\n| --- | --- |\n| ZeRO-2 | 切分优化器状态和梯度 [1] |"
+
+
 def test_list_items_table_rows_and_code_are_never_dropped_as_repeats() -> None:
     item = "- ZeRO-2 切分优化器状态和梯度 [1]。"
     lists = f"ZeRO-2 做了什么：\n{item}\n\nZeRO-3 沿用了：\n- ZeRO-3 还切分模型参数 [2]。\n{item}"
