@@ -163,7 +163,7 @@ def answer(
         if not verdict.refused and not verdict.quoted:
             text, sentences = cite.render(generated, sentences, drop=pasted_heading(shown))
             verdict = Verdict(text, False, "")
-            if not re.sub(r"[\W_]", "", cite.strip_marks(text)):  # headings were all it said
+            if not cite.wording(text):  # headings were all it said
                 reason = f"the model only repeated headings; quoted [{shown[0].n}]"
                 verdict = _quote(standalone, shown[0], shown, reason)
         if verdict.refused or verdict.quoted:
@@ -202,7 +202,7 @@ def decide(
     if early:
         return Verdict(prompt.refusal(question), True, early)
     pointed = cite.parse(generated, [p.n for p in shown])
-    if pointed and not re.sub(r"[\W_]", "", cite.strip_marks(generated)):
+    if pointed and not cite.wording(generated):
         # the model answered with marks alone ("[1]"): it points at the evidence that answers; show it
         chosen = next(p for p in shown if p.n == pointed[0])
         return _quote(standalone, chosen, shown, f"the model only pointed at [{chosen.n}]; quoted it")

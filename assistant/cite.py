@@ -85,6 +85,11 @@ def sentences(answer: str, valid: Collection[int]) -> list[Sentence]:
     return out
 
 
+def wording(text: str) -> str:
+    """What a text says, its marks, spacing and punctuation aside ("" for marks alone: "[1] [2]")."""
+    return re.sub(r"[\W_]", "", strip_marks(text))
+
+
 def bigrams(text: str) -> set[str]:
     """The overlap units (retriever.tokenize.bigrams) of `text` without its citation marks."""
     return tokenize.bigrams(strip_marks(text))

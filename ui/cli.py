@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -225,6 +224,7 @@ def _stream(piece: str) -> None:
 
 def print_answer(r: Answer, *, follow_up: bool = False) -> None:
     """After the streamed text: the refusal or the cited sources, each with a short excerpt."""
+    from assistant.cite import wording  # marks and spacing aside: did the check leave a line out?
     from assistant.prompt import readable  # an excerpt without the notes' inline HTML
 
     if follow_up and r.standalone_question != r.question:
@@ -240,9 +240,7 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
         return
     if r.quoted:
         print(f"\n\n⚠ {r.reason}:\n{r.text}")
-    elif _words_of(r.text) != _words_of(
-        r.diagnostics.generated
-    ):  # lines the check left out (a loop, headings)
+    elif wording(r.text) != wording(r.diagnostics.generated):  # the check left a line out (a loop, headings)
         print(f"\n\nas checked against your notes:\n{r.text}")
     print("\n\nsources:")
     for p in r.passages:
@@ -252,14 +250,6 @@ def print_answer(r: Answer, *, follow_up: bool = False) -> None:
     uncited = [s.text.strip() for s in r.sentences if not s.numbers]
     if uncited:
         print(f"  ! {len(uncited)} sentence(s) without a source: {uncited[0][:60]}…")
-
-
-def _words_of(text: str) -> str:
-    """What an answer says, its marks and spacing aside: the streamed text and the checked one compare equal
-    unless the check left a sentence out."""
-    from assistant.cite import strip_marks
-
-    return re.sub(r"[\W_]", "", strip_marks(text))
 
 
 def evaluate(args: argparse.Namespace, settings: Settings) -> int:
