@@ -8,7 +8,8 @@ still written, for the question as asked, so the answer is in English.
 
 The refusal decision does not trust the model alone. Three signals, any of which refuses:
 1. before generating, the question's own technical terms (DoRA, GPTQ, FP8 …) mostly appear nowhere in the
-   notes: the notes cannot hold the answer, so no time is spent generating one;
+   notes, or none of its names (K-means) appears in the passages found: the notes cannot hold the answer,
+   so no time is spent generating one;
 2. the model says the passages do not answer (the prompt's fixed refusal sentence);
 3. after generating, too little of the answer's text is found in the passages (`cite.support`): the
    model answered from its own knowledge.
@@ -36,9 +37,9 @@ from typing import Any, Protocol
 from assistant import cite, prompt
 from assistant.retrieval import Searcher
 from assistant.settings import Settings
-from retriever.index import Index
+from retriever.index import Index, mentioned
 from retriever.search import Hit
-from retriever.tokenize import bigrams, cjk_count
+from retriever.tokenize import bigrams, cjk_count, tokenize
 
 
 class ChatModel(Protocol):
@@ -137,8 +138,10 @@ def answer(
         similar=_similar(searcher) if settings.mode != "bm25" else None,
     )
     # Step 4: refuse before generating when the notes cannot hold the answer
-    early = gate_terms(standalone, searcher.index, settings.unknown_terms) or (
-        "" if shown else "no passage found"
+    early = (
+        gate_terms(standalone, searcher.index, settings.unknown_terms)
+        or ("" if shown else "no passage found")
+        or gate_shown(standalone, shown)
     )
     # Step 5: prompt; Step 6: generate, streamed
     generated, sent, first_token, speed = "", "", 0.0, 0.0
@@ -335,6 +338,32 @@ def gate_terms(question: str, index: Index, share: float) -> str:
     if absent and len(absent) >= share * len(terms):
         return f"the notes never mention {', '.join(absent)}"
     return ""
+
+
+def gate_shown(question: str, shown: Sequence[prompt.Passage]) -> str:
+    """A refusal reason when the passages to be shown mention none of the names the question asks about
+    ("K-means 聚类的 K 值怎么选？" over notes that have no K-means: the passages found are about top-k and
+    Q/K/V, and the model would restate them as an answer). The names: in a Chinese question, its Latin words
+    written with a capital, a digit or a hyphen (ViT, K-means, FP16; not "patch" or "hallucination", often
+    the English word for what the notes say in Chinese); in an English question, `cite.is_name` ones; never
+    the generic ones (LLM, GPU). A name counts as mentioned as BM25 sees it (`Index.mentions`)."""
+    found = list(dict.fromkeys(m.group(0) for m in cite.TERM.finditer(question)))
+    if prompt.is_english(question):
+        names = [t for t in found if cite.is_name(t)]
+    else:
+        names = [
+            t for t in found if len(t) > 1 and (t.lower() != t or any(c.isdigit() or c == "-" for c in t))
+        ]
+    names = [
+        t for t in names if not any(part.lower().removesuffix("s") in cite.GENERIC for part in t.split("-"))
+    ]
+    if not names or not shown:
+        return ""
+    words = set(tokenize(" ".join(p.chunk.indexed for p in shown)))
+    absent = [t for t in names if not mentioned(t, words)]
+    if len(absent) < len(names):
+        return ""
+    return f"the passages found never mention {', '.join(absent)}"
 
 
 def _opens(question: str, term: str) -> bool:

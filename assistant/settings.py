@@ -70,7 +70,7 @@ class Settings:
     passage_chars: int = 250  # answer_style window: longest passage text in the prompt
     min_support: float = 0.4  # refuse an answer with less of its text found in the passages
     unknown_terms: float = 0.5  # refuse when at least this share of the question's terms is not in the notes
-    quote_above: float = 0.915  # e5 cosine of the best passage above which an unsupported answer quotes it
+    quote_above: float = 0.905  # e5 cosine of the best passage above which an unsupported answer quotes it
     quote_thin: float = 0.5  # a Chinese answer keeping less of evidence [1]'s words and length quotes it
     history_turns: int = 3  # earlier turns of a conversation sent with a follow-up
     translate: str = "auto"  # auto: an English question over Chinese notes is searched in Chinese; off: never

@@ -5,7 +5,7 @@ exactly that text. A change made after generation (a check, a quote rule, render
 dev set in ~3 minutes instead of ~30. English questions over Chinese notes are translated again by the real
 model, since their translation is not stored.
 
-    python -m eval.replay RUN_DIR [--out FILE.json]
+    python -m eval.replay RUN_DIR [--out FILE.json] [--dataset FILE.jsonl]
 
 Prints key-point recall stored -> replayed (answerable questions, and per kind), refusals, and every item
 whose verdict or score moved.
@@ -92,13 +92,13 @@ def replay(
 def summary(found: Sequence[dict]) -> list[str]:
     """The lines `main` prints."""
     answerable = [f for f in found if f["answerable"]]
-    if not answerable:
-        return ["no answerable item replayed"]
     mean = statistics.fmean
     others = [f for f in found if not f["answerable"]]
     lines = [
         f"key-point recall, {len(answerable)} answerable: stored {mean(f['stored'] for f in answerable):.4f}"
-        f" -> replayed {mean(f['replayed'] for f in answerable):.4f}",
+        f" -> replayed {mean(f['replayed'] for f in answerable):.4f}"
+        if answerable
+        else "no answerable item replayed",
         f"answerable refused {_count(answerable, 'stored_refused')} -> {_count(answerable, 'refused')};"
         f" unanswerable refused {_count(others, 'stored_refused')} -> {_count(others, 'refused')}"
         f" of {len(others)}",
@@ -136,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run", type=Path, help="folder of a `mianjing eval --generate` run (its metrics.json)"
     )
     parser.add_argument("--out", type=Path, help="write every replayed item here (JSON)")
+    parser.add_argument(
+        "--dataset", type=Path, default=DEV, help="the question set of the run (default: the dev set)"
+    )
     args = parser.parse_args(argv)
     if args.out and not args.out.parent.is_dir():  # found out before minutes of replaying, not after
         print(f"mianjing: cannot write {args.out}: no folder {args.out.parent}", file=sys.stderr)
@@ -152,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     settings = from_env()
-    items = {i.id: i for i in load_dataset(DEV, settings.corpus)[0]}
+    items = {i.id: i for i in load_dataset(args.dataset, settings.corpus)[0]}
     from assistant.loading import model  # the real model, only to translate English questions
 
     searcher = Searcher(settings)

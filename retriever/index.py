@@ -23,7 +23,7 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -98,10 +98,13 @@ class Index:
         """Do the notes mention `term`, as BM25 sees it: its whole token, or every one of its parts
         (`ZeRO-3` -> `zero3`, or both `zero` and `3`). A term that tokenizes to nothing counts as mentioned.
         """
-        whole, *parts = tokenize(term) or [""]
-        if not whole:
-            return True
-        return whole in self.vocabulary or bool(parts) and all(t in self.vocabulary for t in parts)
+        return mentioned(term, self.vocabulary)
+
+
+def mentioned(term: str, vocabulary: Collection[str]) -> bool:
+    """Is `term` among these BM25 tokens: its whole token, or each of its parts (see `Index.mentions`)."""
+    whole, *parts = tokenize(term) or [""]
+    return not whole or whole in vocabulary or bool(parts) and all(t in vocabulary for t in parts)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from assistant import cite, prompt
-from assistant.answer import Answer, Conversation, answer, gate_terms, pasted_heading
+from assistant.answer import Answer, Conversation, answer, gate_shown, gate_terms, pasted_heading
 from assistant.retrieval import Searcher
 from assistant.settings import Settings, from_env
 from ingest.chunk import Chunk
@@ -127,6 +127,38 @@ def test_unknown_terms_refuse_before_generating(searcher: Searcher) -> None:
         gate_terms("Which ZeRO stage splits parameters?", searcher.index, 0.5) == ""
     )  # "Which" opens the question
     assert gate_terms("ZeRO-3 的通信量", searcher.index, 0.5) == ""  # known as its parts: zero, 3
+
+
+def test_passages_that_mention_none_of_the_question_names_refuse_before_generating(
+    searcher: Searcher,
+) -> None:
+    model = ScriptedModel()  # must not be called
+    result = answer("K-means 聚类的 K 值一般怎么选？", searcher=searcher, model=model)
+    assert result.passages and not model.sent  # passages were found (about K and V), none about K-means
+    assert result.refused and result.reason == "the passages found never mention K-means"
+
+    def shown(*texts: str) -> list[prompt.Passage]:
+        return [
+            prompt.Passage(n, Chunk(f"n.md#{n}", "n.md", 0, len(t), ("n.md", "笔记"), t, True), t)
+            for n, t in enumerate(texts, 1)
+        ]
+
+    passages = shown("Transformer 的多头注意力 [Q/K/V]。", "LayerNorm 放在残差之后。")
+    assert gate_shown("ViT 怎么切 patch？", passages) == "the passages found never mention ViT"
+    assert (
+        gate_shown("ViT 和 Transformer 的区别？", passages) == ""
+    )  # one name is there: the model may answer
+    assert gate_shown("hallucination 怎么缓解？", passages) == ""  # a plain English word, not a name
+    assert gate_shown("LLM 的 GPU 显存怎么估？", passages) == ""  # generic names are no subject
+    assert (
+        gate_shown("How does ZeRO-3 shard the optimizer?", shown("ZeRO-3 切分参数、梯度和优化器状态。")) == ""
+    )
+    assert gate_shown("Where does LayerNorm go?", passages) == ""  # found in the second passage
+    assert (
+        gate_shown("How do RoPE and ALiBi differ?", passages)
+        == "the passages found never mention RoPE, ALiBi"
+    )
+    assert gate_shown("ViT 是什么？", []) == ""  # nothing shown: the other gate says so
 
 
 def test_the_model_saying_no_answer_is_a_refusal(searcher: Searcher) -> None:

@@ -41,6 +41,14 @@ def test_a_replay_reproduces_the_stored_verdict_and_measures_a_rule_change(searc
     lines = replay.summary([moved])
     assert lines[0] == "key-point recall, 1 answerable: stored 0.5000 -> replayed 1.0000"
     assert any(line.startswith("  x1: 0.50 -> 1.00, quoted (the answer left out") for line in lines)
+    # a set of unanswerable questions alone (`--dataset`): its refusals and what moved are still reported
+    other = {**moved, "id": "u1", "answerable": False, "stored": 0.0, "replayed": 0.0, "refused": True}
+    lines = replay.summary([other])
+    assert lines[:2] == [
+        "no answerable item replayed",
+        "answerable refused 0 -> 0; unanswerable refused 0 -> 1 of 1",
+    ]
+    assert lines[2].startswith("  u1: 0.00 -> 0.00, refused")
 
 
 def test_a_stored_run_without_answers_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
