@@ -143,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out and not args.out.parent.is_dir():  # found out before minutes of replaying, not after
         print(f"mianjing: cannot write {args.out}: no folder {args.out.parent}", file=sys.stderr)
         return 2
+    if not args.dataset.is_file():
+        print(f"mianjing: no question set at {args.dataset}", file=sys.stderr)
+        return 2
     try:
         rows = load(args.run / "metrics.json").get("generation", {}).get("rows") or []
     except ValueError as e:

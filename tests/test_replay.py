@@ -56,6 +56,8 @@ def test_a_stored_run_without_answers_is_one_line(tmp_path: Path, capsys: pytest
     assert capsys.readouterr().err.count("\n") == 1
     assert replay.main([str(tmp_path), "--out", str(tmp_path / "gone" / "r.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
+    assert replay.main([str(tmp_path), "--dataset", str(tmp_path / "none.jsonl")]) == 2
+    assert capsys.readouterr().err == f"mianjing: no question set at {tmp_path / 'none.jsonl'}\n"
     (tmp_path / "metrics.json").write_text(json.dumps({"modes": {}}), encoding="utf-8")
     assert replay.main([str(tmp_path)]) == 2
     assert "has no generated answers" in capsys.readouterr().err
