@@ -331,7 +331,7 @@ def gate_terms(question: str, index: Index, share: float) -> str:
     "" otherwise. Technical terms are the names the answer check knows (`cite.is_name`: two capitals within
     one hyphen-free part, or a digit: DoRA, FP8, BLIP-2; not Kahneman-Tversky); only when there are none,
     capitalized words that do not open the question (Chinchilla)."""
-    found = list(dict.fromkeys(m.group(0) for m in cite.TERM.finditer(question)))
+    found = _latin_words(question)
     terms = [t for t in found if cite.is_name(t)]
     terms = terms or [t for t in found if t[0].isupper() and not _opens(question, t)]
     absent = [t for t in terms if not index.mentions(t)]
@@ -347,7 +347,7 @@ def gate_shown(question: str, shown: Sequence[prompt.Passage]) -> str:
     written with a capital, a digit or a hyphen (ViT, K-means, FP16; not "patch" or "hallucination", often
     the English word for what the notes say in Chinese); in an English question, `cite.is_name` ones; never
     the generic ones (LLM, GPU). A name counts as mentioned as BM25 sees it (`Index.mentions`)."""
-    found = list(dict.fromkeys(m.group(0) for m in cite.TERM.finditer(question)))
+    found = _latin_words(question)
     if prompt.is_english(question):
         names = [t for t in found if cite.is_name(t)]
     else:
@@ -364,6 +364,11 @@ def gate_shown(question: str, shown: Sequence[prompt.Passage]) -> str:
     if len(absent) < len(names):
         return ""
     return f"the passages found never mention {', '.join(absent)}"
+
+
+def _latin_words(question: str) -> list[str]:
+    """The question's Latin words and names (`cite.TERM`: ZeRO-3, nn.DataParallel), once each, in order."""
+    return list(dict.fromkeys(m.group(0) for m in cite.TERM.finditer(question)))
 
 
 def _opens(question: str, term: str) -> bool:
