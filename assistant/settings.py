@@ -74,7 +74,7 @@ class Settings:
     quote_thin: float = 0.5  # a Chinese answer keeping less of evidence [1]'s words and length quotes it
     history_turns: int = 3  # earlier turns of a conversation sent with a follow-up
     translate: str = "auto"  # auto: an English question over Chinese notes is searched in Chinese; off: never
-    answered_above: float = 0.92  # e5 cosine of a question and its best passage: the notes answer it
+    answered_above: float = 0.92  # e5 cosine of a question and its best passage window: answered
     new_per_day: int = 20  # new practice cards introduced per day (mianjing practice)
     grader: str = "overlap"  # practice grading: overlap (notes' sentences, overlap, e5) or model (the LLM)
 

@@ -5,7 +5,9 @@ Each line: `{"card", "question", "passage", "answered", "split"}`: a bank card o
 passage the checker read (the one coverage shows: the answering passage, or the closest one for a gap; null
 for a question answered right below it), and whether that passage answers the question, at least its main
 part. Splits: `tune` (60 random bank cards, seed 11: the same-list rule and the 0.92 bar were chosen
-looking at them) and `heldout` (30 more, seed 2026, checked after those choices without seeing the verdicts).
+looking at them), `heldout` (30 more, seed 2026, checked after those choices without seeing the verdicts;
+the window size of the confidence was then chosen on `tune` and `heldout` together) and `heldout2` (40 more,
+seed 2027, checked without seeing the verdicts before the window was tried).
 A card whose passage is now another than the one checked is counted apart (its verdict was not checked).
 
     python -m eval.coverage
