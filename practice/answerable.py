@@ -45,6 +45,9 @@ class Answerability:
     confidence: float  # 1.0 for an own answer, else the best cosine of the question and a window of `closest`
     passages: tuple[Chunk, ...]  # the answering passages, best first; empty for a gap
     closest: Chunk | None  # the best answering passage found, even below the bar (None: none at all)
+    # where in the notes (source offsets) the window of `closest` closest to the question lies: the part a
+    # grade holds an answer to (one item of a long list); None: the whole passages (an own answer)
+    focus: tuple[int, int] | None = None
 
 
 def answerability(card: Card, searcher: Searcher, *, answered_above: float) -> Answerability:
@@ -59,12 +62,13 @@ def answerability(card: Card, searcher: Searcher, *, answered_above: float) -> A
     ]
     if not hits:
         return Answerability(card, False, 0.0, (), None)
-    confidence = closeness(card.question, hits[0].chunk, searcher.embedder)
+    best = hits[0].chunk
+    confidence, (a, b) = closest_window(card.question, best, searcher.embedder)
+    focus = (best.start + a, best.start + b)
     # Step 3: answered, or a gap
     if confidence < answered_above:
-        return Answerability(card, False, confidence, (), hits[0].chunk)
-    chunks = searcher.index.chunks
-    return Answerability(card, True, confidence, with_parts(hits[0].chunk, chunks), hits[0].chunk)
+        return Answerability(card, False, confidence, (), best, focus)
+    return Answerability(card, True, confidence, with_parts(best, searcher.index.chunks), best, focus)
 
 
 def for_question(question: str, searcher: Searcher, *, answered_above: float) -> Answerability:
@@ -75,21 +79,33 @@ def for_question(question: str, searcher: Searcher, *, answered_above: float) ->
 
 def closeness(question: str, chunk: Chunk, embedder: Embedder) -> float:
     """The best e5 cosine of `question` and a window of `chunk` (see the module docstring)."""
-    return round(float(np.max(_window_vectors(embedder, chunk) @ embedder.query(question))), 6)
+    return closest_window(question, chunk, embedder)[0]
+
+
+def closest_window(question: str, chunk: Chunk, embedder: Embedder) -> tuple[float, tuple[int, int]]:
+    """The best e5 cosine of `question` and a window of `chunk`, and that window's span in `chunk.text`."""
+    scores = _window_vectors(embedder, chunk) @ embedder.query(question)
+    best = int(np.argmax(scores))
+    return round(float(scores[best]), 6), window_spans(chunk.text)[best]
 
 
 def windows(text: str, size: int = WINDOW) -> list[str]:
     """`text` cut between atoms into windows of at most `size` characters (a longer atom is one window)."""
-    out: list[str] = []
+    return [text[a:b] for a, b in window_spans(text, size)]
+
+
+def window_spans(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
+    """The (start, end) in `text` of its windows (see `windows`); the whole text when it has no words."""
+    out: list[tuple[int, int]] = []
     start = end = None
     for a, b in atoms(text):
         if start is not None and end is not None and b - start > size:
-            out.append(text[start:end])
+            out.append((start, end))
             start = None
         start, end = (a if start is None else start), b
     if start is not None and end is not None:
-        out.append(text[start:end])
-    return [w for w in out if w.strip()] or [text]
+        out.append((start, end))
+    return [(a, b) for a, b in out if text[a:b].strip()] or [(0, len(text))]
 
 
 # window vectors per embedder and passage: the cards of one run share passages; gone with the embedder

@@ -76,17 +76,23 @@ def grade(
     cache: PointCache | None = None,
     embedder: Embedder | None = None,
     question: str = "",
+    focus: tuple[int, int] | None = None,
 ) -> Grade:
-    """Grade `answer` to `question` against the answering `passages` (see the module docstring)."""
+    """Grade `answer` to `question` against the answering `passages` (see the module docstring); with
+    `focus` (source offsets in the first passage: the part of a long passage that answers), against the key
+    points there only."""
     if not passages:
         raise ValueError("nothing to grade against: the notes hold no answering passage")
     notes = "\n\n".join(c.text for c in passages)
     # Step 1: no answer at all
     if DONT_KNOW.match(answer):
         points, _ = key_points(passages)  # the notes' sentences: no model for an empty answer
-        return Grade("again", "no answer given", [], points, [], notes, "none", [])
+        return Grade(
+            "again", "no answer given", [], within(points, passages[0], focus), [], notes, "none", []
+        )
     # Step 2: the key points of the notes' answer
     points, failures = key_points(passages, model=model, cache=cache)
+    points = within(points, passages[0], focus)
     if not points:
         raise ValueError(f"the passage {passages[0].id} has no sentence to grade against")
     # Step 3: a verdict per point, by the model, else by overlap (or e5 for an answer in another language)
@@ -114,6 +120,15 @@ def grade(
     if rating == "again" and precise >= PRECISE:
         rating, reason = "hard", f"{reason}; what you said is in the notes ({precise:.0%} of it)"
     return Grade(rating, reason, covered, missed, [], notes, "lexical", failures)
+
+
+def within(points: list[Point], first: Chunk, focus: tuple[int, int] | None) -> list[Point]:
+    """The points of `first` that overlap `focus` (all points without a focus, or when none does): a card one
+    item of a long list answers is graded on that item, not on the list."""
+    if focus is None:
+        return points
+    inside = [p for p in points if p.chunk == first.id and p.start < focus[1] and p.end > focus[0]]
+    return inside or points
 
 
 def _support(

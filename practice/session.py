@@ -120,7 +120,13 @@ def grade_answer(
     model = model if settings.grader == "model" else None
     cache = _point_cache(model, settings) if model is not None else None
     return grade.grade(
-        answer, a.passages, model=model, cache=cache, embedder=searcher.embedder, question=a.card.question
+        answer,
+        a.passages,
+        model=model,
+        cache=cache,
+        embedder=searcher.embedder,
+        question=a.card.question,
+        focus=a.focus,
     )
 
 

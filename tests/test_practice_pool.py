@@ -11,7 +11,7 @@ from assistant.retrieval import Searcher
 from assistant.settings import from_env
 from ingest.chunk import atoms, chunk_note
 from ingest.load import load_notes
-from practice import answerable
+from practice import answerable, grade
 from practice.pool import Card, card_id, normalize, pool, select
 from tests.conftest import HashEmbedder
 
@@ -283,3 +283,27 @@ def test_a_bank_card_answered_by_one_item_of_a_long_passage(bundled: Searcher) -
     card = next(c for c in pool(bundled.index.chunks) if c.question == question)
     a = answerable.answerability(card, bundled, answered_above=bundled.settings.answered_above)
     assert a.answered and "大模型生成时的参数怎么设置" in a.passages[0].heading[-1]
+    # graded on the temperature item, not on the beam width, top-p and top-k items after it
+    assert a.focus is not None and a.passages[0].start <= a.focus[0] < a.focus[1] <= a.passages[0].end
+    said = "温度用于调整抽样的随机程度，温度为 0 将始终产生相同的输出，设置越高随机性越大。"
+    result = grade.grade(said, a.passages, embedder=bundled.embedder, question=question, focus=a.focus)
+    points = result.covered + result.missed
+    assert points and all("温度" in p.text or "Temperature" in p.text for p in points)
+    assert result.rating in ("good", "easy") and not result.missed
+    whole = grade.grade(said, a.passages, embedder=bundled.embedder, question=question)
+    assert len(whole.covered + whole.missed) > len(points)  # without the focus: the whole list
+
+
+def test_points_within_the_focus(tmp_path: Path) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "long.md").write_text(LONG, encoding="utf-8")
+    (chunk,) = [c for note in load_notes(notes) for c in chunk_note(note) if "Temperature" in c.text]
+    points = grade.key_points([chunk])[0]
+    at = chunk.text.index("Temperature")
+    focus = (chunk.start + at, chunk.start + at + 40)
+    assert [p.text for p in grade.within(points, chunk, focus)] == [
+        p.text for p in points if "Temperature" in p.text
+    ]
+    assert grade.within(points, chunk, None) == points
+    assert grade.within(points, chunk, (chunk.end + 10, chunk.end + 20)) == points  # none inside: all
