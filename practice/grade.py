@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ingest.chunk import Chunk, sentence_spans
-from practice.points import Model, Point, PointCache, key_points
+from practice.points import LIMIT, Model, Point, PointCache, key_points, sentence_points
 from retriever.dense import Embedder
 from retriever.tokenize import bigrams, cjk_count, tokenize
 
@@ -123,12 +123,16 @@ def grade(
 
 
 def within(points: list[Point], first: Chunk, focus: tuple[int, int] | None) -> list[Point]:
-    """The points of `first` that overlap `focus` (all points without a focus, or when none does): a card one
-    item of a long list answers is graded on that item, not on the list."""
+    """The points of `first` that overlap `focus`: a card one item of a long list answers is graded on that
+    item, not on the list. When none of `points` does (the focus lies past the first LIMIT sentences), the
+    passage's own sentences there; all `points` without a focus, or when the focus holds no sentence."""
     if focus is None:
         return points
-    inside = [p for p in points if p.chunk == first.id and p.start < focus[1] and p.end > focus[0]]
-    return inside or points
+
+    def inside(found: list[Point]) -> list[Point]:
+        return [p for p in found if p.chunk == first.id and p.start < focus[1] and p.end > focus[0]]
+
+    return inside(points) or inside(sentence_points(first, limit=len(first.text)))[:LIMIT] or points
 
 
 def _support(

@@ -307,3 +307,16 @@ def test_points_within_the_focus(tmp_path: Path) -> None:
     ]
     assert grade.within(points, chunk, None) == points
     assert grade.within(points, chunk, (chunk.end + 10, chunk.end + 20)) == points  # none inside: all
+
+
+def test_a_focus_past_the_first_key_points_grades_on_its_own_sentence(tmp_path: Path) -> None:
+    items = "".join(f"- 第{n}条：技巧{n}的作用是让训练第{n}阶段更稳定。\n" for n in range(1, 10))
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "tips.md").write_text(f"# 训练技巧\n\n{items}", encoding="utf-8")
+    (chunk,) = [c for note in load_notes(notes) for c in chunk_note(note)]
+    points = grade.key_points([chunk])[0]
+    assert len(points) == 6 and "第9条" not in "".join(p.text for p in points)
+    at = chunk.text.index("第9条")
+    (only,) = grade.within(points, chunk, (chunk.start + at, chunk.start + at + 10))
+    assert "第9条" in only.text
