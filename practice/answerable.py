@@ -15,7 +15,8 @@ cosine separates answered from gaps better than the passage's: AUC 0.84 / 0.84 /
 question list: a list asks each question once, so an answer there (a sibling's outline: "为什么需要
 nn.DataParallel?" next to "nn.DataParallel 的缺点是什么?") answers another question.
 Step 3: a card is answered when the confidence reaches `answered_above`; otherwise it is a gap: it keeps its
-closest passage for the study plan and is never quizzed (there is no answer to grade against).
+closest passage for the study plan and is never quizzed (there is no answer to grade against). Either way the
+closest window is kept as `focus`, the part of the passage a grade holds an answer to.
 
 Does not: grade, schedule, or cache results across runs (a coverage run searches every card and embeds the
 windows of each closest passage once).
