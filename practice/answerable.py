@@ -78,25 +78,18 @@ def for_question(question: str, searcher: Searcher, *, answered_above: float) ->
     return answerability(card, searcher, answered_above=answered_above)
 
 
-def closeness(question: str, chunk: Chunk, embedder: Embedder) -> float:
-    """The best e5 cosine of `question` and a window of `chunk` (see the module docstring)."""
-    return closest_window(question, chunk, embedder)[0]
-
-
 def closest_window(question: str, chunk: Chunk, embedder: Embedder) -> tuple[float, tuple[int, int]]:
-    """The best e5 cosine of `question` and a window of `chunk`, and that window's span in `chunk.text`."""
-    scores = _window_vectors(embedder, chunk) @ embedder.query(question)
+    """The best e5 cosine of `question` and a window of `chunk` (see the module docstring), and that
+    window's span in `chunk.text`."""
+    spans, vectors = _windows_of(embedder, chunk)
+    scores = vectors @ embedder.query(question)
     best = int(np.argmax(scores))
-    return round(float(scores[best]), 6), window_spans(chunk.text)[best]
-
-
-def windows(text: str, size: int = WINDOW) -> list[str]:
-    """`text` cut between atoms into windows of at most `size` characters (a longer atom is one window)."""
-    return [text[a:b] for a, b in window_spans(text, size)]
+    return round(float(scores[best]), 6), spans[best]
 
 
 def window_spans(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
-    """The (start, end) in `text` of its windows (see `windows`); the whole text when it has no words."""
+    """`text` cut between atoms into windows of at most `size` characters (a longer atom is one window):
+    their (start, end) in `text`; the whole text when it has no words."""
     out: list[tuple[int, int]] = []
     start = end = None
     for a, b in atoms(text):
@@ -109,16 +102,18 @@ def window_spans(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
     return [(a, b) for a, b in out if text[a:b].strip()] or [(0, len(text))]
 
 
-# window vectors per embedder and passage: the cards of one run share passages; gone with the embedder
-_WINDOWS: WeakKeyDictionary[Any, dict[Chunk, np.ndarray]] = WeakKeyDictionary()
+# windows and their vectors per embedder and passage: the cards of one run share passages; gone with the
+# embedder
+_WINDOWS: WeakKeyDictionary[Any, dict[Chunk, tuple[list[tuple[int, int]], np.ndarray]]] = WeakKeyDictionary()
 
 
-def _window_vectors(embedder: Embedder, chunk: Chunk) -> np.ndarray:
-    """The vectors of the chunk's windows, each under its heading path."""
+def _windows_of(embedder: Embedder, chunk: Chunk) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """The chunk's window spans and their vectors, each window embedded under its heading path."""
     known = _WINDOWS.setdefault(embedder, {})
     if chunk not in known:
         path = " > ".join(chunk.heading)
-        known[chunk] = embedder.passages([f"{path}\n{w}" for w in windows(chunk.text)])
+        spans = window_spans(chunk.text)
+        known[chunk] = spans, embedder.passages([f"{path}\n{chunk.text[a:b]}" for a, b in spans])
     return known[chunk]
 
 

@@ -251,7 +251,7 @@ def test_windows_are_whole_atoms_within_the_size() -> None:
     text = LONG.split("\n", 3)[3]  # the passage below its headings
     spans = atoms(text)
     starts, ends = {a for a, _ in spans}, {b for _, b in spans}
-    cut = answerable.windows(text, 120)
+    cut = [text[a:b] for a, b in answerable.window_spans(text, 120)]
     assert len(cut) > 1
     at = 0
     for w in cut:  # in note order, each from an atom's start to an atom's end
@@ -260,7 +260,7 @@ def test_windows_are_whole_atoms_within_the_size() -> None:
         assert len(w) <= 120 or (at, at + len(w)) in spans  # longer only when it is one atom
         at += len(w)
     assert cut[-1].endswith("| batch | 4M tokens |")  # the table stays one piece
-    assert answerable.windows("   ", 120) == ["   "]
+    assert answerable.window_spans("   ", 120) == [(0, 3)]
 
 
 def test_closeness_finds_the_list_item_that_answers(tmp_path: Path) -> None:
@@ -271,9 +271,9 @@ def test_closeness_finds_the_list_item_that_answers(tmp_path: Path) -> None:
     embedder = HashEmbedder()
     question = "Temperature：生成时温度越高随机性越大吗？"
     whole = float(embedder.passages([chunk.indexed])[0] @ embedder.query(question))
-    near = answerable.closeness(question, chunk, embedder)
+    near, _ = answerable.closest_window(question, chunk, embedder)
     assert near > whole + 0.05  # one item answers; the rest of the passage dilutes the whole's cosine
-    assert answerable.closeness(question, chunk, embedder) == near  # cached windows, same figure
+    assert answerable.closest_window(question, chunk, embedder)[0] == near  # cached windows, same figure
 
 
 def test_a_bank_card_answered_by_one_item_of_a_long_passage(bundled: Searcher) -> None:
