@@ -12,10 +12,16 @@ Scoring an atom: the character bigrams and English words it shares with the ques
 for it (and whenever no atom shares a word) the `similar` callback (e5 similarity, from the answer
 pipeline) ranks the atoms instead, when given; else the lexical order, else the passage's start.
 
+A question that asks several things ("warmup 为什么能让训练更稳？一般预热多少步？") is answered by several
+atoms, often apart: each part (split at its question marks) picks its best atom too, each pick keeps the
+context a question of its own would, and `longest` is shared among them.
+
 Does not: choose the passages (retrieval and answer.py do) or number them (prompt.py).
 """
 
 from __future__ import annotations
+
+import re
 
 from assistant.cite import Similar, is_english
 from ingest.chunk import atoms
@@ -23,6 +29,8 @@ from retriever.tokenize import bigrams
 
 CONTEXT = 150  # characters of the note kept on each side of the best atom
 LONGEST = 900  # evidence longer than this keeps the best atom and less context
+PART = re.compile(r"(?<=[？?；;])")  # where a question of several parts is split
+GAP = " … "  # between two pieces of evidence apart in a passage
 
 
 def best_atom(text: str, question: str, spans: list[tuple[int, int]], similar: Similar | None) -> int:
@@ -38,6 +46,14 @@ def best_atom(text: str, question: str, spans: list[tuple[int, int]], similar: S
     return 0
 
 
+def parts(question: str) -> list[str]:
+    """The sub-questions of a question that asks several things ("X 是什么？怎么缓解？"), split after each
+    question mark or semicolon; [] for a single question."""
+    pieces = [p.strip() for p in PART.split(question)]
+    pieces = [p for p in pieces if len(re.sub(r"[\W_]", "", p)) >= 4]
+    return pieces if len(pieces) > 1 else []
+
+
 def select(
     text: str,
     question: str,
@@ -47,24 +63,40 @@ def select(
     similar: Similar | None = None,
 ) -> str:
     """The evidence of `text` for `question`: its best atom and the whole atoms within `context`
-    characters on each side (room unused at one edge of the passage goes to the other side)."""
+    characters on each side (room unused at one edge of the passage goes to the other side).
+
+    A question of several parts gets the best atom of each part (and of the whole), each with `context`
+    around it and a share of `longest`; pieces apart in the passage are joined by " … "."""
     spans = atoms(text)
     if not spans:
         return text.strip()
-    best = best_atom(text, question, spans, similar)
+    picks = sorted({best_atom(text, q, spans, similar) for q in [question, *parts(question)]})
+    share = len(picks)
+    ranges: list[tuple[int, int]] = []
+    for best in picks:
+        lo, hi = _grow(spans, best, context, longest // share)
+        if ranges and lo <= ranges[-1][1] + 1:  # touching or overlapping the previous piece: one piece
+            ranges[-1] = (min(lo, ranges[-1][0]), max(hi, ranges[-1][1]))
+        else:
+            ranges.append((lo, hi))
+    return GAP.join(text[spans[lo][0] : spans[hi][1]].strip() for lo, hi in ranges)
+
+
+def _grow(spans: list[tuple[int, int]], best: int, context: int, longest: int) -> tuple[int, int]:
+    """(first, last) atom of the evidence around atom `best`: whole atoms added one at a time, on the side
+    with less context so far, within 2 x `context` characters and `longest` in all."""
     start, end = spans[best]
     budget = max(0, min(2 * context, longest - (end - start)))
     lo = hi = best
-    while True:  # one atom at a time, on the side with less context so far, within the budget
+    while True:
         used = spans[hi][1] - spans[lo][0] - (end - start)
         left = spans[lo][0] - spans[lo - 1][0] if lo > 0 else None
         right = spans[hi + 1][1] - spans[hi][1] if hi + 1 < len(spans) else None
         can_left = left is not None and used + left <= budget
         can_right = right is not None and used + right <= budget
         if not (can_left or can_right):
-            break
+            return lo, hi
         if can_left and (not can_right or start - spans[lo][0] <= spans[hi][1] - end):
             lo -= 1
         else:
             hi += 1
-    return text[spans[lo][0] : spans[hi][1]].strip()

@@ -74,6 +74,31 @@ def test_a_question_sharing_no_word_is_ranked_by_similarity() -> None:
     lexical = evidence.select(LIST, "Does LoRA slow down inference?", context=0)
     assert lexical == "3. 不同任务换不同的 LoRA 模块。"  # without e5, the one shared word decides
 
+WARMUP = (
+    "学习率 warmup：训练初期模型参数是随机初始化的，直接用大学习率会让参数变动过大、难以收敛。"
+    + FILLER * 6
+    + "\n实践中一般在训练最开始的 100~2000 个 step 内线性地把学习率升到最大值。\n"
+    + FILLER * 3
+)
+
+
+def test_a_question_of_two_parts_keeps_the_answer_to_each() -> None:
+    question = "warmup 为什么能让训练更稳？一般预热多少步？"
+    assert evidence.parts(question) == ["warmup 为什么能让训练更稳？", "一般预热多少步？"]
+    got = evidence.select(WARMUP, question, context=40)
+    assert "参数变动过大" in got and "100~2000 个 step" in got  # both answers, far apart in the passage
+    assert evidence.GAP in got and FILLER * 3 not in got  # the filler between them left out
+    # one part alone keeps only its own answer, as before
+    alone = evidence.select(WARMUP, "一般预热多少步？", context=40)
+    assert "100~2000 个 step" in alone and "参数变动过大" not in alone
+
+
+def test_a_single_question_is_one_part() -> None:
+    assert evidence.parts("LoRA 推理时有额外延迟吗？") == []
+    assert evidence.parts("Does LoRA slow down inference? Why?") == []  # "Why?" is too short to be a part
+    assert evidence.parts("What is LoRA? How is B initialised?") == ["What is LoRA?", "How is B initialised?"]
+
+
 
 EVIDENCE = {
     1: "ZeRO-2 切分优化器状态和梯度。",
