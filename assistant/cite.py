@@ -173,6 +173,18 @@ def name_forms(text: str) -> list[tuple[str, str]]:
     return [n for n in names if n[0] not in GENERIC]
 
 
+def _evidence_words(text: str) -> set[str]:
+    """The folded words of evidence (see `_words`), and each two words apart by a space joined: "Adapter
+    Drop" holds the name AdapterDrop, "Flash Attention" FlashAttention."""
+    found = {folded for _, folded, _ in _words(text)}
+    norm = DASHES.sub("-", unicodedata.normalize("NFKC", text))
+    terms = list(TERM.finditer(norm))
+    for a, b in zip(terms, terms[1:], strict=False):
+        if norm[a.end() : b.start()] == " ":  # NFKC made a full-width space one
+            found.add(re.sub(r"[-_\s]", "", (a.group(0) + b.group(0)).lower()))
+    return found
+
+
 def _holds(words: set[str], name: tuple[str, str]) -> bool:
     """Do evidence's folded `words` name `name`: the word itself, a version of it ("GPT" in "GPT-3", not
     "GPT-3" in "GPT-3.5"), or its capitals as a word of their own ("BN" for BatchNorm)?"""
@@ -202,7 +214,7 @@ def verify(
     样本做归一化" restating a passage about LayerNorm word for word, the name swapped, is the merged false
     statement the 1.5B model writes most often."""
     grams = {n: bigrams(text) for n, text in passages.items()}
-    words = {n: {folded for _, folded, _ in _words(text)} for n, text in passages.items()}
+    words = {n: _evidence_words(text) for n, text in passages.items()}
     out = []
     for s in found:
         mine = bigrams(s.text)

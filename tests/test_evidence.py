@@ -234,6 +234,16 @@ def test_names_match_in_their_written_variants() -> None:
             "RoBERTa 去掉了下一句预测，用更大的 batch 训练。",
             False,
         ),
+        (  # a name the notes write as two words
+            "AdapterDrop 在不影响任务性能的情况下动态移除 Adapter [1]。",
+            "Adapter Drop：在不影响任务性能的情况下，对Adapter动态高效的移除。",
+            True,
+        ),
+        (
+            "AdapterDrop 在不影响任务性能的情况下动态移除 Adapter [1]。",
+            "Adapter Fusion 在不影响任务性能的情况下，Drop 掉部分 Adapter 动态高效的移除。",
+            False,
+        ),
         (
             "注意力分数是 $QK^T$ 除以根号 d，再做 softmax [1]。",
             "注意力分数是 Q 与 K 的点积除以根号 d，再做 softmax。",
