@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from assistant import cite, prompt
+from assistant import cite, evidence, prompt
 from assistant.retrieval import Searcher
 from assistant.settings import Settings
 from retriever.index import Index, mentioned
@@ -122,10 +122,12 @@ def answer(
     result = searcher.search(query, mode=settings.mode, k=settings.k)
     timings["retrieve"] = result.timings_ms["total"]
     # Step 3: choose passages: answering ones first, best first
-    # an English answer translates its evidence: two passages serve it better than three (dev set)
-    chosen = [h.chunk for h in result.hits if h.chunk.has_answer][
-        : min(settings.n_passages, settings.english_passages) if across else settings.n_passages
-    ]
+    # an English answer translates its evidence: two passages serve it better than three (dev set); a question
+    # of several parts gets one more, since its parts are often answered in different places
+    n = min(settings.n_passages, settings.english_passages) if across else settings.n_passages
+    if settings.answer_style == "evidence" and not across and evidence.parts(standalone):
+        n = settings.part_passages
+    chosen = [h.chunk for h in result.hits if h.chunk.has_answer][:n]
     style = settings.answer_style
     known = known if style == "window" else ()  # evidence is numbered from [1] in every answer
     shown = prompt.passages(

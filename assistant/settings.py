@@ -25,7 +25,16 @@ BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 # of -1 would divide by zero).
 LEAST: dict[str, float] = {
     **dict.fromkeys(
-        ("k", "candidates", "rerank_candidates", "n_passages", "passage_chars", "english_passages"), 1
+        (
+            "k",
+            "candidates",
+            "rerank_candidates",
+            "n_passages",
+            "passage_chars",
+            "english_passages",
+            "part_passages",
+        ),
+        1,
     ),
     **dict.fromkeys(("embed_batch", "rerank_max_length", "max_chars", "n_ctx", "n_batch", "max_tokens"), 1),
     **dict.fromkeys(("overlap", "min_chars", "rrf_k", "threads", "llm_threads", "history_turns"), 0),
@@ -65,6 +74,9 @@ class Settings:
     llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
     n_passages: int = 3  # passages in the prompt
     english_passages: int = 2  # at most this many for an English question over notes in Chinese
+    part_passages: int = (
+        4  # passages for a question of several parts ("X 是什么？怎么缓解？"), evidence style
+    )
     answer_style: str = "evidence"  # evidence: restate each passage's best atoms; window: the earlier prompt
     evidence_context: int = 150  # answer_style evidence: characters of the note kept around the best atom
     passage_chars: int = 250  # answer_style window: longest passage text in the prompt

@@ -533,3 +533,18 @@ def test_an_english_question_over_chinese_notes_gets_at_most_english_passages(se
         "ZeRO-3 切分什么？", searcher=searcher, model=ScriptedModel("ZeRO-3 还切分模型参数 [1]。")
     )
     assert len(english.passages) == searcher.settings.english_passages == 2 < len(chinese.passages) == 3
+
+
+def test_a_question_of_several_parts_is_shown_one_passage_more(searcher: Searcher) -> None:
+    reply = "ZeRO-3 还切分模型参数 [1]。"
+    one = answer("ZeRO-3 切分什么？", searcher=searcher, model=ScriptedModel(reply))
+    two = answer("ZeRO-3 切分什么？通信量有多大？", searcher=searcher, model=ScriptedModel(reply))
+    assert len(one.passages) == searcher.settings.n_passages == 3
+    assert len(two.passages) == searcher.settings.part_passages == 4
+    window = answer(
+        "ZeRO-3 切分什么？通信量有多大？",
+        searcher=searcher,
+        model=ScriptedModel(reply),
+        settings=replace(searcher.settings, answer_style="window"),
+    )
+    assert len(window.passages) == 3  # the earlier prompt keeps its number
