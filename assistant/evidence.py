@@ -73,10 +73,9 @@ def select(
     picks = sorted({best_atom(text, q, spans, similar) for q in [question, *parts(question)]})
     share = len(picks)
     ranges: list[tuple[int, int]] = []
-    for best in picks:
-        lo, hi = _grow(spans, best, context, longest // share)
-        if ranges and lo <= ranges[-1][1] + 1:  # touching or overlapping the previous piece: one piece
-            ranges[-1] = (min(lo, ranges[-1][0]), max(hi, ranges[-1][1]))
+    for lo, hi in sorted(_grow(spans, best, context, longest // share) for best in picks):
+        if ranges and lo <= ranges[-1][1] + 1:  # touching or overlapping the piece before: one piece
+            ranges[-1] = (ranges[-1][0], max(hi, ranges[-1][1]))
         else:
             ranges.append((lo, hi))
     return GAP.join(text[spans[lo][0] : spans[hi][1]].strip() for lo, hi in ranges)

@@ -264,3 +264,19 @@ def test_title_case_words_are_not_names() -> None:
         ("sft", ""),
         ("pytorch", "PT"),
     ]
+
+
+def test_pieces_of_evidence_never_repeat_an_atom() -> None:
+    """Three parts whose pieces overlap out of order (the last one reaching back over the second to the
+    first): every atom of the passage at most once."""
+    lengths = [5, 5, 150, 5, 5, 20, 10, 60, 10, 10, 60]
+    text = "".join(f"第{i:02d}" + "字" * (n - 4) + "。" for i, n in enumerate(lengths))
+    targets = {"Which one is the second?": 2, "Which one is the ninth?": 9, "Which one is the tenth?": 10}
+
+    def similar(question: str, texts: Sequence[str]) -> list[float]:
+        want = targets.get(question, 2)
+        return [1.0 if t.startswith(f"第{want:02d}") else 0.0 for t in texts]
+
+    got = evidence.select(text, " ".join(targets), context=50, similar=similar)
+    assert all(got.count(f"第{i:02d}") <= 1 for i in range(len(lengths)))
+    assert all(f"第{i:02d}" in got for i in (2, 9, 10))
