@@ -147,15 +147,25 @@ def _words(text: str) -> list[tuple[str, str, str]]:
     "ResNets"); folding lowers the case and drops hyphens ("ZeRO3" is "ZeRO-3"; "GPT-3.5" is not "GPT-3");
     the capitals of a CamelCase name are the abbreviation evidence may use ("BatchNorm" is also "BN")."""
     out = []
-    for m in TERM.finditer(DASHES.sub("-", unicodedata.normalize("NFKC", text))):
+    for m in _terms(text):
         word = m.group(0)
         if code := re.fullmatch(r"(?:[a-z_]+\.)+(.+)", word):
             word = code.group(1)
         if sum(c.isupper() for c in word) >= 2 and re.search(r"[A-Za-z]s$", word) and not word.isupper():
             word = word[:-1]
         capitals = "".join(c for c in word if c.isupper()) if CAMEL.fullmatch(word) else ""
-        out.append((word, re.sub(r"[-_\s]", "", word.lower()), capitals))
+        out.append((word, _fold(word), capitals))
     return out
+
+
+def _terms(text: str) -> list[re.Match[str]]:
+    """The Latin words of `text` (any width, any dash written as "-"), as matches in that normalized text."""
+    return list(TERM.finditer(DASHES.sub("-", unicodedata.normalize("NFKC", text))))
+
+
+def _fold(word: str) -> str:
+    """Lower case, without hyphens, underscores or spaces: how names are compared."""
+    return re.sub(r"[-_\s]", "", word.lower())
 
 
 def is_name(word: str) -> bool:
@@ -177,11 +187,10 @@ def _evidence_words(text: str) -> set[str]:
     """The folded words of evidence (see `_words`), and each two words apart by a space joined: "Adapter
     Drop" holds the name AdapterDrop, "Flash Attention" FlashAttention."""
     found = {folded for _, folded, _ in _words(text)}
-    norm = DASHES.sub("-", unicodedata.normalize("NFKC", text))
-    terms = list(TERM.finditer(norm))
+    terms = _terms(text)
     for a, b in zip(terms, terms[1:], strict=False):
-        if norm[a.end() : b.start()] == " ":  # NFKC made a full-width space one
-            found.add(re.sub(r"[-_\s]", "", (a.group(0) + b.group(0)).lower()))
+        if a.string[a.end() : b.start()] == " ":  # NFKC made a full-width space one
+            found.add(_fold(a.group(0) + b.group(0)))
     return found
 
 

@@ -74,9 +74,7 @@ class Settings:
     llm_threads: int = 0  # llama.cpp threads; 0 = the CPUs this process may use
     n_passages: int = 3  # passages in the prompt
     english_passages: int = 2  # at most this many for an English question over notes in Chinese
-    part_passages: int = (
-        4  # passages for a question of several parts ("X 是什么？怎么缓解？"), evidence style
-    )
+    part_passages: int = 4  # passages for a question of several parts ("X 是什么？怎么缓解？")
     answer_style: str = "evidence"  # evidence: restate each passage's best atoms; window: the earlier prompt
     evidence_context: int = 150  # answer_style evidence: characters of the note kept around the best atom
     passage_chars: int = 250  # answer_style window: longest passage text in the prompt

@@ -74,6 +74,7 @@ def test_a_question_sharing_no_word_is_ranked_by_similarity() -> None:
     lexical = evidence.select(LIST, "Does LoRA slow down inference?", context=0)
     assert lexical == "3. 不同任务换不同的 LoRA 模块。"  # without e5, the one shared word decides
 
+
 WARMUP = (
     "学习率 warmup：训练初期模型参数是随机初始化的，直接用大学习率会让参数变动过大、难以收敛。"
     + FILLER * 6
@@ -97,7 +98,6 @@ def test_a_single_question_is_one_part() -> None:
     assert evidence.parts("LoRA 推理时有额外延迟吗？") == []
     assert evidence.parts("Does LoRA slow down inference? Why?") == []  # "Why?" is too short to be a part
     assert evidence.parts("What is LoRA? How is B initialised?") == ["What is LoRA?", "How is B initialised?"]
-
 
 
 EVIDENCE = {
