@@ -416,12 +416,17 @@ def translate(question: str, model: ChatModel, *, style: str = "evidence") -> st
 
 def _similar(searcher: Searcher) -> cite.Similar:
     """e5 cosine of the question and each text: ranks evidence when the question shares no word with a
-    passage (an English question over Chinese notes)."""
+    passage (an English question over Chinese notes).
+
+    A passage's atoms are embedded once per answer: each part of a question of several parts ranks them."""
+    vectors: dict[tuple[str, ...], Any] = {}
 
     def similar(question: str, texts: Sequence[str]) -> Sequence[float]:
         embedder = searcher.embedder
-        vectors = embedder.passages(list(texts))
-        return [float(v) for v in vectors @ embedder.query(question)]
+        key = tuple(texts)
+        if key not in vectors:
+            vectors[key] = embedder.passages(list(texts))
+        return [float(v) for v in vectors[key] @ embedder.query(question)]
 
     return similar
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from assistant import cite, prompt
-from assistant.answer import Answer, Conversation, answer, gate_shown, gate_terms, pasted_heading
+from assistant.answer import Answer, Conversation, _similar, answer, gate_shown, gate_terms, pasted_heading
 from assistant.retrieval import Searcher
 from assistant.settings import Settings, from_env
 from ingest.chunk import Chunk
@@ -548,3 +548,13 @@ def test_a_question_of_several_parts_is_shown_one_passage_more(searcher: Searche
         settings=replace(searcher.settings, answer_style="window"),
     )
     assert len(window.passages) == 3  # the earlier prompt keeps its number
+
+
+def test_the_atoms_of_a_passage_are_embedded_once_per_answer(searcher: Searcher) -> None:
+    similar, atoms = _similar(searcher), ["KV Cache 缓存 K 和 V。", "用显存换时间。"]
+    embedder = searcher.embedder
+    before = embedder.calls  # type: ignore[attr-defined]
+    first = similar("What does the KV cache store?", atoms)
+    again = similar("Why is it faster?", atoms)  # the next part of the question: same atoms
+    assert embedder.calls - before == len(atoms)  # type: ignore[attr-defined]
+    assert len(first) == len(again) == 2 and list(first) != list(again)
