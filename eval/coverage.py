@@ -6,8 +6,9 @@ passage the checker read (the one coverage shows: the answering passage, or the 
 for a question answered right below it), and whether that passage answers the question, at least its main
 part. Splits: `tune` (60 random bank cards, seed 11: the same-list rule and the 0.92 bar were chosen
 looking at them), `heldout` (30 more, seed 2026, checked after those choices without seeing the verdicts;
-the window size of the confidence was then chosen on `tune` and `heldout` together) and `heldout2` (40 more,
-seed 2027, checked without seeing the verdicts before the window was tried).
+the window size of the confidence was then chosen on `tune` and `heldout` together), `heldout2` (40 more,
+seed 2027, checked without seeing the verdicts before the window was tried) and `heldout3` (40 more,
+seed 2028, drawn and checked without seeing the verdicts after every choice above was made).
 A card whose passage is now another than the one checked is counted apart (its verdict was not checked).
 
     python -m eval.coverage
