@@ -128,10 +128,22 @@ RESTATES = 0.83
 Similar = Callable[[str, Sequence[str]], Sequence[float]]  # (sentence, evidence texts) -> one score each
 
 
+# words an English sentence can hardly do without; names and keywords are none of them
+ENGLISH_GLUE = frozenset(
+    "a an the is are was were be been do does did can could should would will what which who why how when "
+    "where whether of in on for to with from by and or not than it its this that these those".split()
+)
+
+
 def is_english(text: str) -> bool:
-    """More than twice as many Latin words as CJK characters: "KV Cache 是什么" is Chinese."""
-    words = len(re.findall(r"[A-Za-z][\w'-]*", text))
-    return words > 2 * tokenize.cjk_count(text)
+    """More than twice as many Latin words as CJK characters ("KV Cache 是什么" is Chinese), and, when there
+    is any Chinese, an English word of grammar among them: "P-tuning v2 prefix tuning prompt tuning 区别" is
+    a Chinese question of names (its answer is wanted in Chinese), "What is 梯度累积 for?" an English one."""
+    words = re.findall(r"[A-Za-z][\w'-]*", text)
+    cjk = tokenize.cjk_count(text)
+    if len(words) <= 2 * cjk:
+        return False
+    return cjk == 0 or any(w.lower() in ENGLISH_GLUE for w in words)
 
 
 TERM = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:[-.][A-Za-z0-9]+)*")

@@ -88,6 +88,10 @@ def test_language_of_the_question() -> None:
     assert prompt.is_english("How does LoRA work?") and not prompt.is_english("LoRA 的原理是什么")
     assert prompt.refusal("What is DoRA?") == prompt.REFUSAL_EN
     assert not prompt.is_english("KV Cache 是什么？") and not prompt.is_english("lora_alpha r 取值")
+    # names and keywords with a Chinese word are a Chinese question; English grammar makes it English
+    assert not prompt.is_english("P-tuning v2 prefix tuning prompt tuning 区别")
+    assert prompt.is_english("What is the role of the 分隔符 delimiter in a prompt?")
+    assert prompt.is_english("P-tuning v2 vs prefix tuning") and prompt.is_english("Prefix Tuning")
 
 
 @pytest.fixture
