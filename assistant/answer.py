@@ -166,7 +166,7 @@ def answer(
         if not verdict.refused and not verdict.quoted:
             verdict = _thin(verdict, generated, standalone, shown, settings)
         if not verdict.refused and not verdict.quoted:
-            text, sentences = cite.render(generated, sentences, drop=pasted_heading(shown))
+            text, sentences = cite.render(generated, sentences, drop=pasted_heading(shown), questions=True)
             verdict = Verdict(text, False, "")
             if not cite.wording(text):  # headings were all it said
                 reason = f"the model only repeated headings; quoted [{shown[0].n}]"
@@ -298,9 +298,13 @@ def pasted_heading(shown: Sequence[prompt.Passage]) -> Callable[[str], bool]:
     "为什么要这么做？" out of the title "…是怎样的？为什么要这么做？")? Such a sentence answers nothing,
     whatever its marks: the answer leaves it out (dev set: 11 answers, key points unchanged).
 
+    The prompt's own closing instruction pasted back ("Answer in English (translate the Chinese evidence),",
+    dev d009) answers nothing either: it counts as a heading.
+
     Compared without white space, punctuation, list numbers or case: a sentence of 4 characters or more
     within one heading, or one made of whole headings (numbers between them allowed)."""
-    titles = {_flat(h) for p in shown for h in p.chunk.heading} - {""}
+    titles = {_flat(h) for p in shown for h in p.chunk.heading} | {_flat(r) for r in prompt.RULES}
+    titles -= {""}
 
     def pasted(sentence: str) -> bool:
         flat = _flat(sentence)

@@ -267,7 +267,11 @@ def verify(
 
 
 def render(
-    answer: str, found: list[Sentence], *, drop: Callable[[str], bool] | None = None
+    answer: str,
+    found: list[Sentence],
+    *,
+    drop: Callable[[str], bool] | None = None,
+    questions: bool = False,
 ) -> tuple[str, list[Sentence]]:
     """`answer` written again from its verified sentences (`found`, with offsets in `answer`), each ending
     with exactly its numbers before its closing punctuation ("……计算 [1]。"); what lies between sentences
@@ -276,12 +280,22 @@ def render(
     A sentence of prose said again word for word (the small model looping: one sentence pasted under [1],
     [2], [3], [4]) is shown once. List items, table rows, code and lines without words are never
     dropped: a list can rightly repeat an item of another ("Qwen 又沿用了以下结构：" then the same items).
-    A sentence `drop` says yes to (its text without marks) is left out the same way."""
+    A sentence `drop` says yes to (its text without marks) is left out the same way; with `questions`, so
+    is a sentence of prose that asks ("A、B 矩阵怎么初始化？[1] [2]" where the answer was due: the question,
+    or one of the notes' own, restated), but not one in a list item (a checklist: "1. 检查数据：输入 token
+    ID 是否正常？")."""
     text, out, at, said, skipped = "", [], 0, set(), False
     for s in found:
         raw = strip_marks(s.text)
+        if MARK.search(answer[max(0, s.start - 4) : s.start] + s.text[:12]):
+            # "[1] 和 [2] 中提到，X": the marks said where X is from; X stays, under the sentence's marks
+            raw = REFERRING.sub(lambda m: "\n" * m.group(1).count("\n"), raw, count=1)
+        if MARK.search(s.text):
+            raw = LEFT_SPACE.sub("", raw)  # "根据证据 [1]，" -> "根据证据，"
         same = re.sub(r"\s+", "", raw)
-        if (same in said and _prose(raw, answer[: s.start])) or (drop is not None and drop(raw)):
+        before = answer[: s.start]
+        asks = questions and _asks(raw) and not _structured(raw, before) and not _in_item(before)
+        if (same in said and _prose(raw, before)) or (drop is not None and drop(raw)) or asks:
             skipped = True
             # the line break before it or in it stays, so the lines around it are not joined
             broke = "\n" in strip_marks(answer[at : s.start]) + raw[len(raw.rstrip()) :]
@@ -309,20 +323,46 @@ def render(
         text += piece + trail
         at = s.end
         out.append(Sentence(piece, start, start + len(piece), s.cited, s.attributed, s.supported, s.moved))
-    return text + strip_marks(answer[at:]), out
+    rest = strip_marks(answer[at:])
+    if skipped and not rest.strip():  # the last sentence was left out: so is the line break before it
+        text = text.rstrip()
+    return text + rest, out
 
 
+# what is left of "[1] 和 [2] 中提到，" / "在 [1] 中，" / "[3] 提到，" when the marks are taken out: the marks
+# were its words (the evidence as the subject), so the phrase goes with them; the sentence's marks stay
+REFERRING = re.compile(
+    r"^(\s*)在?\s*(?:[和、与及,，]\s*)*(?:中的描述表明|中提到|中指出|中所述|提到|指出|所述|中)\s*[，,：:]\s*"
+)
+LEFT_SPACE = re.compile(
+    r"(?<=[\u3400-\u9fff]) +(?=[，；：、])"
+)  # where a mark was, before Chinese punctuation
 ROW = re.compile(r"\|.*\|")  # a table row; after its last "|" a mark would be a stray cell
 RULE = re.compile(r"\|[\s:|-]*\|")  # the row under a table's header: no room for a mark
+
+
+def _asks(sentence: str) -> bool:
+    return bool(re.search(r"[?？][\s\W]*$", sentence))
+
+
+def _in_item(before: str) -> bool:
+    """Does the line a sentence continues (the text before it on its line) open a list item or row?"""
+    line = before.rsplit("\n", 1)[-1]
+    return bool(line.strip()) and bool(re.match(r"\s*(?:[-+*>|]|\d+[.、)])", line))
 
 
 def _prose(sentence: str, before: str) -> bool:
     """Is `sentence` prose long enough to call a repeat a loop: not a list item, table row or code (inside a
     fence), and with at least REPEATED letters or CJK characters?"""
-    inside = sum(1 for line in before.splitlines() if FENCE.match(line)) % 2
-    if inside or re.match(r"\s*(?:[-+*>|]|\d+[.、)])", sentence):
+    if _structured(sentence, before):
         return False
     return len(re.findall(r"[A-Za-z0-9\u3400-\u9fff]", sentence)) >= REPEATED
+
+
+def _structured(sentence: str, before: str) -> bool:
+    """Does `sentence` open a list item or table row, or lie inside a code fence?"""
+    inside = sum(1 for line in before.splitlines() if FENCE.match(line)) % 2
+    return bool(inside or re.match(r"\s*(?:[-+*>|]|\d+[.、)])", sentence))
 
 
 REPEATED = 8  # letters or CJK characters from which a sentence of prose said twice is shown once

@@ -242,6 +242,20 @@ def passages(
     return out
 
 
+# the instruction closing each user message (the evidence style's, then the window style's)
+RULE_EVIDENCE_EN = "Answer in English{translate}, 1-4 sentences, each ending with its [number]."
+RULE_EVIDENCE_ZH = "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
+RULE_WINDOW_EN = "Answer in English, end every sentence with its [number]."
+RULE_WINDOW_ZH = "请用中文回答，每句话末尾标注 [编号]。"
+# every form of them, for telling an answer that pastes one back
+RULES = (
+    RULE_EVIDENCE_EN.format(translate=" (translate the Chinese evidence)"),
+    RULE_EVIDENCE_ZH,
+    RULE_WINDOW_EN,
+    RULE_WINDOW_ZH,
+)
+
+
 def user_message(
     question: str, shown: list[Passage], known: Sequence[Passage] = (), *, style: str = "window"
 ) -> str:
@@ -252,18 +266,14 @@ def user_message(
         blocks = "\n".join(f"[{p.n}]（{p.heading}）\n{p.text}\n" for p in shown)
         translate = "" if is_english(blocks) else " (translate the Chinese evidence)"  # English notes: none
         if is_english(question):  # English labels too: Chinese ones pulled half the answers into Chinese
-            rule = f"Answer in English{translate}, 1-4 sentences, each ending with its [number]."
+            rule = RULE_EVIDENCE_EN.format(translate=translate)
             return f"Question: {question}\n\nEvidence:\n{blocks}\n{rule}\nQuestion: {question}\nAnswer:"
-        rule = "请用中文根据证据回答，1 到 4 句，每句末尾标注 [编号]。"
+        rule = RULE_EVIDENCE_ZH
         return f"问题：{question}\n\n证据：\n{blocks}\n{rule}\n问题：{question}\n回答："
     fresh = [p for p in shown if p not in known]
     blocks = "".join(f"[{p.n}] {p.heading}\n{p.text}\n" for p in fresh)
     again = "、".join(f"[{p.n}]" for p in shown if p in known)
-    rule = (
-        "Answer in English, end every sentence with its [number]."
-        if is_english(question)
-        else "请用中文回答，每句话末尾标注 [编号]。"
-    )
+    rule = RULE_WINDOW_EN if is_english(question) else RULE_WINDOW_ZH
     head = f"笔记片段：\n{blocks}" if fresh else ""
     also = f"（前面的片段 {again} 也与此问题相关）\n" if again else ""
     return f"{head}{also}问题：{question}\n{rule}\n回答："

@@ -239,6 +239,40 @@ def test_headings_the_model_pastes_back_are_left_out(searcher: Searcher) -> None
     assert [s.text for s in result.sentences] == ["推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"]
 
 
+def test_questions_the_model_writes_instead_of_answers_are_left_out(searcher: Searcher) -> None:
+    # the question restated, or one of the notes' questions pasted, with marks: it says nothing
+    reply = "KV Cache 有什么用？[1]\n推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。为什么能省时间？[2]"
+    result = answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel(reply))
+    assert not result.refused and not result.quoted
+    assert result.text == "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
+    # a checklist's items may ask: they stay, and so does the rest of an item's line
+    checklist = (
+        "1. 检查数据：token ID 是否正常 [1]？标签是否正确 [1]？\n2. 检查学习率是否过大 [2]。\n数据对吗？[1]"
+    )
+    text, _ = cite.render(checklist, cite.attribute(checklist, {1: "a", 2: "b"}), questions=True)
+    assert text == "1. 检查数据：token ID 是否正常 [1]？标签是否正确 [1]？\n2. 检查学习率是否过大 [2]。"
+
+
+def test_marks_used_as_words_leave_no_stray_words_behind() -> None:
+    # "[1] 和 [2] 中提到，X" (dev d118) once read " 和  中提到，X": the marks were the phrase's words
+    def shown(reply: str) -> str:
+        return cite.render(reply, cite.attribute(reply, {1: "a", 2: "b"}))[0]
+
+    assert shown("[1] 和 [2] 中提到，Off-Policy 可以重用经验。") == "Off-Policy 可以重用经验 [1][2]。"
+    assert shown("在 [1] 中，我们看到 r 是 LoRA 的秩。") == "我们看到 r 是 LoRA 的秩 [1]。"
+    assert shown("根据证据 [1]，KV 缓存按层累加。") == "根据证据，KV 缓存按层累加 [1]。"
+    assert shown("其中提到，显存够用 [1]。") == "其中提到，显存够用 [1]。"  # no mark there: words of its own
+
+
+def test_the_prompts_instruction_pasted_back_is_left_out(searcher: Searcher) -> None:
+    reply = "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。\n请用中文根据证据回答，1 到 4 句 [1]。"
+    result = answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel(reply))
+    assert result.text == "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
+    pasted = pasted_heading([])
+    assert pasted("Answer in English (translate the Chinese evidence),")  # dev d009, as the model wrote it
+    assert not pasted("Answer: the KV cache keeps the keys and values of earlier tokens.")
+
+
 def test_an_answer_of_headings_alone_quotes_the_first_evidence(searcher: Searcher) -> None:
     # neither retrieval's sureness nor the thin-answer rule plays a part
     settings = replace(searcher.settings, quote_above=1.01, quote_thin=0)
