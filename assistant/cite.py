@@ -334,9 +334,8 @@ def render(
 REFERRING = re.compile(
     r"^(\s*)在?\s*(?:[和、与及,，]\s*)*(?:中的描述表明|中提到|中指出|中所述|提到|指出|所述|中)\s*[，,：:]\s*"
 )
-LEFT_SPACE = re.compile(
-    r"(?<=[\u3400-\u9fff]) +(?=[，；：、])"
-)  # where a mark was, before Chinese punctuation
+# the space a mark leaves before Chinese punctuation ("根据证据 [1]，" -> "根据证据，")
+LEFT_SPACE = re.compile(r"(?<=[\u3400-\u9fff]) +(?=[，；：、])")
 ROW = re.compile(r"\|.*\|")  # a table row; after its last "|" a mark would be a stray cell
 RULE = re.compile(r"\|[\s:|-]*\|")  # the row under a table's header: no room for a mark
 
