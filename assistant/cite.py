@@ -336,6 +336,7 @@ REFERRING = re.compile(
 )
 # the space a mark leaves before Chinese punctuation ("根据证据 [1]，" -> "根据证据，")
 LEFT_SPACE = re.compile(r"(?<=[\u3400-\u9fff]) +(?=[，；：、])")
+ITEM = re.compile(r"\s*(?:[-+*>|]|\d+[.、)])")  # what opens a list item, quote or table row
 ROW = re.compile(r"\|.*\|")  # a table row; after its last "|" a mark would be a stray cell
 RULE = re.compile(r"\|[\s:|-]*\|")  # the row under a table's header: no room for a mark
 
@@ -347,7 +348,7 @@ def _asks(sentence: str) -> bool:
 def _in_item(before: str) -> bool:
     """Does the line a sentence continues (the text before it on its line) open a list item or row?"""
     line = before.rsplit("\n", 1)[-1]
-    return bool(line.strip()) and bool(re.match(r"\s*(?:[-+*>|]|\d+[.、)])", line))
+    return bool(line.strip()) and bool(ITEM.match(line))
 
 
 def _prose(sentence: str, before: str) -> bool:
@@ -361,7 +362,7 @@ def _prose(sentence: str, before: str) -> bool:
 def _structured(sentence: str, before: str) -> bool:
     """Does `sentence` open a list item or table row, or lie inside a code fence?"""
     inside = sum(1 for line in before.splitlines() if FENCE.match(line)) % 2
-    return bool(inside or re.match(r"\s*(?:[-+*>|]|\d+[.、)])", sentence))
+    return bool(inside or ITEM.match(sentence))
 
 
 REPEATED = 8  # letters or CJK characters from which a sentence of prose said twice is shown once
