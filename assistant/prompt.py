@@ -250,6 +250,7 @@ RULE_WINDOW_ZH = "请用中文回答，每句话末尾标注 [编号]。"
 # every form of them, for telling an answer that pastes one back
 RULES = (
     RULE_EVIDENCE_EN.format(translate=" (translate the Chinese evidence)"),
+    RULE_EVIDENCE_EN.format(translate=""),  # over English notes
     RULE_EVIDENCE_ZH,
     RULE_WINDOW_EN,
     RULE_WINDOW_ZH,

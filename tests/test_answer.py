@@ -270,6 +270,7 @@ def test_the_prompts_instruction_pasted_back_is_left_out(searcher: Searcher) -> 
     assert result.text == "推理时缓存历史 token 的 K 和 V，避免重复计算 [1]。"
     pasted = pasted_heading([])
     assert pasted("Answer in English (translate the Chinese evidence),")  # dev d009, as the model wrote it
+    assert pasted("Answer in English, 1-4 sentences, each ending with its [number].")  # English notes' form
     assert not pasted("Answer: the KV cache keeps the keys and values of earlier tokens.")
 
 
