@@ -164,13 +164,13 @@ def answer(
         )
         verdict = _checked(verdict, sentences, question, standalone, shown, result.hits, settings)
         if not verdict.refused and not verdict.quoted:
-            verdict = _thin(verdict, generated, standalone, shown, settings)
-        if not verdict.refused and not verdict.quoted:
             text, sentences = cite.render(generated, sentences, drop=pasted_heading(shown), questions=True)
             verdict = Verdict(text, False, "")
             if not cite.wording(text):  # headings were all it said
                 reason = f"the model only repeated headings; quoted [{shown[0].n}]"
                 verdict = _quote(standalone, shown[0], shown, reason)
+            else:  # judged on what it says: pasted headings and questions left out
+                verdict = _thin(verdict, text, standalone, shown, settings)
         if verdict.refused or verdict.quoted:
             sentences = _quoted(verdict) if verdict.quoted else []
     source = [p for p in shown if p.n in verdict.passages] if verdict.quoted else shown
@@ -260,17 +260,19 @@ def _quoted(verdict: Verdict) -> list[cite.Sentence]:
 
 
 def _thin(
-    verdict: Verdict, generated: str, standalone: str, shown: list[prompt.Passage], settings: Settings
+    verdict: Verdict, said: str, standalone: str, shown: list[prompt.Passage], settings: Settings
 ) -> Verdict:
     """A Chinese answer that keeps less than `quote_thin` of the first evidence's words, in less than
     `quote_thin` of its length, cut the notes' answer short (one sentence of a four-point list): the first
-    evidence is shown instead, quoted. English answers translate, so words cannot tell; they stay."""
+    evidence is shown instead, quoted. `said` is the answer as rendered, so a clause repeated under every
+    mark, pasted headings or the question asked back do not count. English answers translate, so words
+    cannot tell; they stay."""
     if not settings.quote_thin or prompt.is_english(standalone):
         return verdict
     first = shown[0]
     words = bigrams(first.text)
-    kept = len(words & bigrams(generated)) / max(1, len(words))
-    length = len(re.sub(r"\[\d+\]|\s", "", generated))
+    kept = len(words & bigrams(said)) / max(1, len(words))
+    length = len(re.sub(r"\[\d+\]|\s", "", said))
     if kept >= settings.quote_thin or length >= settings.quote_thin * len(first.text):
         return verdict
     return _quote(

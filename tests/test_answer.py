@@ -216,6 +216,12 @@ def test_an_answer_that_cuts_the_evidence_short_shows_the_evidence(searcher: Sea
     assert not full.quoted and full.text.startswith("点积的方差随 d_k 增大")
     kept = ask("防止梯度消失 [1]。", quote_thin=0)
     assert not kept.quoted and kept.text == "防止梯度消失 [1]。"
+    # judged on what it says: the same clause said under every mark, the question asked back, a pasted
+    # heading do not make it longer (dev d012, d131: "[1] X [2] X [3] X", "[1] X [2] 标题 [3] 标题")
+    clause = "除以 d_k 防止梯度消失。"
+    padded = ask(f"[1] {clause} [2] {clause} [3] {clause}\n为什么要除以根号 d_k？[1]\n（{first.heading}）")
+    assert padded.quoted and padded.text == thin.text
+    assert padded.reason.startswith("the answer left out most of evidence [1]")
 
 
 def test_an_answer_of_marks_alone_quotes_the_evidence_it_points_at(searcher: Searcher) -> None:
