@@ -7,8 +7,9 @@ model, since their translation is not stored.
 
     python -m eval.replay RUN_DIR [--out FILE.json] [--dataset FILE.jsonl]
 
-Prints key-point recall stored -> replayed (answerable questions, and per kind), refusals, and every item
-whose verdict or score moved.
+Prints key-point recall stored -> replayed (answerable questions, and per kind), refusals, grounded answers
+(a cited passage is relevant), citation precision, marks without a target, and every item whose verdict or
+score moved.
 
 Does not: generate, judge, or change the stored run. A change before generation (retrieval, evidence, the
 prompt) changes what the model would write, which a replay cannot know: items whose passages differ from
@@ -29,8 +30,8 @@ from assistant import answer as pipeline
 from assistant.retrieval import Searcher
 from assistant.settings import Settings, from_env
 from eval.compare import load
-from eval.dataset import Item, load_dataset
-from eval.generation import plain
+from eval.dataset import Item, load_dataset, relevant
+from eval.generation import cited_support, plain
 from eval.metrics import key_point_recall
 
 DEV = Path(__file__).resolve().parent / "data" / "dev.jsonl"
@@ -70,6 +71,7 @@ def replay(
             if result.refused or not item.answerable
             else key_point_recall(plain(result.text), item.key_points)
         )
+        precision, without = (None, 0) if result.refused else cited_support(result, searcher.embedder)
         out.append(
             {
                 "id": item.id,
@@ -82,6 +84,12 @@ def replay(
                 "stored_quoted": bool(row.get("quoted")),
                 "quoted": result.quoted,
                 "reason": result.reason,
+                "stored_grounded": bool(row.get("cited_relevant")),
+                "grounded": any(relevant(item, c.source, c.start, c.end) for c in result.citations),
+                "stored_precision": row.get("citation_precision"),
+                "precision": precision,
+                "stored_without": row.get("marks_without_target") or 0,
+                "without": without,
                 "text": result.text,
                 "same_passages": [p.chunk.id for p in result.passages] == list(row.get("passages") or []),
             }
@@ -103,6 +111,13 @@ def summary(found: Sequence[dict]) -> list[str]:
         f" unanswerable refused {_count(others, 'stored_refused')} -> {_count(others, 'refused')}"
         f" of {len(others)}",
     ]
+    if answerable:
+        lines.append(
+            f"grounded {_count(answerable, 'stored_grounded')} -> {_count(answerable, 'grounded')}"
+            f" of {len(answerable)}; citation precision {_precision(answerable, 'stored_precision')}"
+            f" -> {_precision(answerable, 'precision')}; marks without a target"
+            f" {sum(f['stored_without'] for f in answerable)} -> {sum(f['without'] for f in answerable)}"
+        )
     for kind in sorted({f["kind"] for f in answerable}):
         same = [f for f in answerable if f["kind"] == kind]
         lines.append(
@@ -128,6 +143,12 @@ def summary(found: Sequence[dict]) -> list[str]:
 
 def _count(found: Sequence[dict], key: str) -> int:
     return sum(bool(f[key]) for f in found)
+
+
+def _precision(found: Sequence[dict], key: str) -> str:
+    """Mean citation precision over the answers with a marked sentence, and how many they are."""
+    values = [f[key] for f in found if f.get(key) is not None]
+    return f"{statistics.fmean(values):.3f} ({len(values)})" if values else "none"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

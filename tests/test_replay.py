@@ -41,6 +41,14 @@ def test_a_replay_reproduces_the_stored_verdict_and_measures_a_rule_change(searc
     lines = replay.summary([moved])
     assert lines[0] == "key-point recall, 1 answerable: stored 0.5000 -> replayed 1.0000"
     assert any(line.startswith("  x1: 0.50 -> 1.00, quoted (the answer left out") for line in lines)
+    # what its citations are measured by: the quote cites evidence [1]; relevant where the item's quote is
+    first = next(h.chunk for h in searcher.search(QUESTION).hits if h.chunk.id == passages[0])
+    there = replace(item, spans=(Span(first.source, first.start, first.end),))
+    [cited] = replay.replay([row], {"x1": there}, searcher, replay.Stored(), searcher.settings)
+    assert cited["grounded"] and not moved["grounded"] and cited["without"] == 0
+    assert replay.summary([cited])[2] == (
+        "grounded 0 -> 1 of 1; citation precision none -> 1.000 (1); marks without a target 0 -> 0"
+    )  # the stored row had no figures; the quote's sentences are the evidence they cite
     # a set of unanswerable questions alone (`--dataset`): its refusals and what moved are still reported
     other = {**moved, "id": "u1", "answerable": False, "stored": 0.0, "replayed": 0.0, "refused": True}
     lines = replay.summary([other])
@@ -48,7 +56,7 @@ def test_a_replay_reproduces_the_stored_verdict_and_measures_a_rule_change(searc
         "no answerable item replayed",
         "answerable refused 0 -> 0; unanswerable refused 0 -> 1 of 1",
     ]
-    assert lines[2].startswith("  u1: 0.00 -> 0.00, refused")
+    assert lines[2].startswith("  u1: 0.00 -> 0.00, refused")  # no grounded line without answerable items
 
 
 def test_a_stored_run_without_answers_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
