@@ -62,26 +62,40 @@ def parse(answer: str, valid: Collection[int]) -> list[int]:
     return list(dict.fromkeys(n for n in found if n in valid))
 
 
+LEAD = re.compile(r"\s*((?:" + MARK.pattern + r"\s*)+)")  # marks opening a text
+
+
 def strip_marks(text: str) -> str:
     return MARK.sub("", text)
 
 
 def sentences(answer: str, valid: Collection[int]) -> list[Sentence]:
     """The answer's sentences with the valid marks each carries (a mark at a sentence start belongs
-    to the sentence before it, as in "……缓存。[2]")."""
+    to the sentence before it, as in "……缓存。[2]"). An answer that opens with a mark writes each mark
+    before what it cites ("[1] A。 [2] B。"): there marks at a sentence start, or on a line of their own,
+    belong to the sentence after them."""
     out: list[Sentence] = []
+    first = LEAD.match(answer)
+    ahead = bool(first and wording(answer[first.end() :]))
+    held: int | None = None  # where marks waiting for the sentence after them start (`ahead`)
     for begin, end in sentence_spans(answer):
+        if held is not None:
+            begin, held = held, None
         text = answer[begin:end]
-        lead = re.match(r"\s*((?:" + MARK.pattern + r"\s*)+)", text)
-        if lead and out:
+        lead = LEAD.match(text)
+        if lead and out and not ahead:
             prev = out[-1]
             moved = tuple(dict.fromkeys(prev.cited + tuple(parse(lead.group(1), valid))))
             out[-1] = Sentence(answer[prev.start : begin + lead.end()], prev.start, begin + lead.end(), moved)
-            text, start = text[lead.end() :], begin + lead.end()
-        else:
-            start = begin
+            text, begin = text[lead.end() :], begin + lead.end()
         if strip_marks(text).strip():
-            out.append(Sentence(text, start, start + len(text), tuple(parse(text, valid))))
+            out.append(Sentence(text, begin, begin + len(text), tuple(parse(text, valid))))
+        elif ahead:
+            held = begin
+    if held is not None and out:  # marks closing the answer: the last sentence's, as usual
+        last = out[-1]
+        marks = tuple(dict.fromkeys(last.cited + tuple(parse(answer[held:], valid))))
+        out[-1] = Sentence(answer[last.start :], last.start, len(answer), marks)
     return out
 
 
@@ -286,7 +300,8 @@ def render(
     ID 是否正常？")."""
     text, out, at, said, skipped = "", [], 0, set(), False
     for s in found:
-        raw = strip_marks(s.text)
+        opening = LEAD.match(s.text)  # "[1] A。": the space after the mark goes with it
+        raw = strip_marks(s.text[: opening.start(1)] + s.text[opening.end() :] if opening else s.text)
         if MARK.search(answer[max(0, s.start - 4) : s.start] + s.text[:12]):
             # "[1] 和 [2] 中提到，X": the marks said where X is from; X stays, under the sentence's marks
             raw = REFERRING.sub(lambda m: "\n" * m.group(1).count("\n"), raw, count=1)

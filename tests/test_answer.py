@@ -53,6 +53,24 @@ def test_mark_at_sentence_start_belongs_to_the_sentence_before() -> None:
     assert [x.cited for x in s] == [(1,), ()]
 
 
+def test_an_answer_that_opens_with_a_mark_writes_each_mark_before_what_it_cites() -> None:
+    # the model's other habit (46 dev answers): "[1] A。 [2] B。" — [2] is B's, not A's
+    reply = "[1] 多轮 epoch 会降低性能； [2] 更大的数据集能缓解。\n[3]\n- 提高质量也无法挽救。[1]"
+    s = cite.sentences(reply, {1, 2, 3})
+    assert [(cite.strip_marks(x.text).strip(), x.cited) for x in s] == [
+        ("多轮 epoch 会降低性能；", (1,)),
+        ("更大的数据集能缓解。", (2,)),
+        ("- 提高质量也无法挽救。", (3, 1)),  # a mark on its own line, and the marks closing the answer
+    ]
+    # shown with each mark at its sentence's end, and no space left where a mark opened a sentence
+    assert (
+        cite.render(reply, s)[0]
+        == "多轮 epoch 会降低性能 [1]； 更大的数据集能缓解 [2]。\n- 提高质量也无法挽救 [3][1]。"
+    )
+    # marks alone are not an opening mark: "[1] [2]" stays an answer of marks
+    assert [x.cited for x in cite.sentences("[1] [2]", {1, 2})] == []
+
+
 def test_attribution_finds_the_passage_an_uncited_sentence_copies() -> None:
     passages = {1: "推理时缓存历史 token 的 K 和 V，避免重复计算。", 2: "梯度累积把多个小 batch 的梯度累加。"}
     s = cite.attribute("梯度累积会把多个小 batch 的梯度累加起来。太阳从东边升起来了。", passages)
