@@ -195,10 +195,17 @@ def score_answer(item: Item, result: Answer, embedder: Any) -> dict:
 
 def cited_support(result: Answer, embedder: Any) -> tuple[float | None, int]:
     """(share of the marked sentences that one of their cited passages supports, or None when no sentence
-    carries a mark; the number of marks in the text that name no passage)."""
+    carries a mark; the number of marks in the text that name no passage). Marks that follow no words of
+    their own are judged with the sentence before them."""
     texts = {p.n: p.text for p in result.passages}
-    marked = [s for s in result.sentences if s.cited]
-    ok = [any(supports(s.text, texts[n], embedder) for n in s.cited if n in texts) for s in marked]
+    # marks after no words of their own ("** [1]" after a bold line's "？", "- [1]") follow the sentence
+    # before them: that is what they cite
+    marked = [
+        (s.text if cite.wording(s.text) or i == 0 else result.sentences[i - 1].text + s.text, s.cited)
+        for i, s in enumerate(result.sentences)
+        if s.cited
+    ]
+    ok = [any(supports(text, texts[n], embedder) for n in cited if n in texts) for text, cited in marked]
     named = [n for m in cite.MARK.finditer(result.text) for n in cite.numbers(m.group(1))]
     return (round(sum(ok) / len(ok), 4) if ok else None), sum(1 for n in named if n not in texts)
 

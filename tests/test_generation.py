@@ -301,6 +301,10 @@ def test_key_points_and_citation_precision_need_no_judge(notes: Path, tmp_path: 
     # evidence style: the unsupported sentence loses its mark, the mark without a target is not shown
     checked = generation_report(searcher, ScriptedModel(answer), items, NO_QUOTES, judge="none")["rows"][0]
     assert checked["citation_precision"] == 1.0 and checked["marks_without_target"] == 0
+    # a mark after no words of its own ("**…？** [1]" splits after the "？") cites the words before it
+    bold = "**推理时缓存历史 token 的 K 和 V，避免重复计算？** [1]"
+    report = generation_report(searcher, ScriptedModel(bold), items, raw, judge="none")
+    assert report["rows"][0]["citation_precision"] == 1.0
 
 
 def test_bad_key_points_are_a_dataset_problem(notes: Path, tmp_path: Path) -> None:
