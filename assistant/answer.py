@@ -169,6 +169,9 @@ def answer(
             if not cite.wording(text):  # headings were all it said
                 reason = f"the model only repeated headings; quoted [{shown[0].n}]"
                 verdict = _quote(standalone, shown[0], shown, reason)
+            elif _pasted_in_turn(generated, shown):
+                reason = f"the model pasted the evidence back piece by piece; quoted [{shown[0].n}]"
+                verdict = _quote(standalone, shown[0], shown, reason)
             else:  # judged on what it says: pasted headings and questions left out
                 verdict = _thin(verdict, text, standalone, shown, settings)
         if verdict.refused or verdict.quoted:
@@ -281,6 +284,18 @@ def _thin(
         shown,
         f"the answer left out most of evidence [{first.n}] (kept {kept:.0%} of its words); quoted it",
     )
+
+
+def _pasted_in_turn(generated: str, shown: Sequence[prompt.Passage]) -> bool:
+    """Does the answer walk through the evidence in its order, each piece under its own opening mark
+    ("[1] … [2] … [3] …"): the prompt's evidence pasted back, not an answer chosen from it?"""
+    opening = [
+        n
+        for s in cite.sentences(generated, [p.n for p in shown])
+        if (lead := cite.LEAD.match(s.text))
+        for n in cite.parse(lead.group(1), [p.n for p in shown])
+    ]
+    return len(shown) >= 3 and opening[:3] == [1, 2, 3]
 
 
 def _quote(standalone: str, passage: prompt.Passage, shown: list[prompt.Passage], reason: str) -> Verdict:

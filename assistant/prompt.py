@@ -164,7 +164,8 @@ def readable(text: str) -> str:
     """A note's text shown as part of an answer: inline HTML tags (`<u>`, `<br>` …) dropped, since the
     answer's markdown shows them as text; headings turned bold, so a quote does not open a section; lines
     outside a code fence moved to the margin (indented four spaces, markdown shows them as code), except
-    that a list keeps its nesting, its first item at the margin. Words are kept as written."""
+    that a list keeps its nesting, its first item at the margin; a list marker with nothing after it is
+    left out. Words are kept as written."""
     lines = [line.expandtabs(4) for line in text.strip("\n").splitlines()]
     out: list[str] = []
     fenced, run = False, None  # run: (indent as written, indent shown, marker width) of the last list item
@@ -178,6 +179,8 @@ def readable(text: str) -> str:
             line = line.lstrip()
         elif fenced:  # code as written, tags included
             pass
+        elif re.fullmatch(r"\s*[-+*]\s*", line):  # an empty item (a chunk ending where a bold title began)
+            line = ""
         elif item:
             # a run of items starts at the margin; a deeper one nests one step under the item before it
             if run is None or indent <= run[0]:

@@ -235,11 +235,35 @@ def test_an_answer_that_cuts_the_evidence_short_shows_the_evidence(searcher: Sea
     kept = ask("防止梯度消失 [1]。", quote_thin=0)
     assert not kept.quoted and kept.text == "防止梯度消失 [1]。"
     # judged on what it says: the same clause said under every mark, the question asked back, a pasted
-    # heading do not make it longer (dev d012, d131: "[1] X [2] X [3] X", "[1] X [2] 标题 [3] 标题")
-    clause = "除以 d_k 防止梯度消失。"
-    padded = ask(f"[1] {clause} [2] {clause} [3] {clause}\n为什么要除以根号 d_k？[1]\n（{first.heading}）")
+    # heading do not make it longer (dev d012 said one clause under [1], [2] and [3]; d131 pasted headings)
+    clause = "除以 d_k 防止梯度消失"
+    padded = ask(
+        f"{clause} [1]。{clause} [2]。{clause} [3]。\n为什么要除以根号 d_k？[1]\n（{first.heading}）"
+    )
     assert padded.quoted and padded.text == thin.text
     assert padded.reason.startswith("the answer left out most of evidence [1]")
+
+
+def test_evidence_pasted_back_piece_by_piece_is_quoted_as_the_first(searcher: Searcher) -> None:
+    """ "[1] … [2] … [3] …": the prompt's evidence walked through in order (the issue's passage dump, 19 dev
+    answers) is not an answer chosen from it; the first evidence is shown, quoted."""
+
+    def ask(reply: str) -> Answer:
+        settings = replace(searcher.settings, quote_thin=0, n_passages=3)
+        return answer("KV Cache 是什么？", searcher=searcher, model=ScriptedModel(reply), settings=settings)
+
+    shown = ask("x").passages
+    assert len(shown) == 3
+    pieces = [p.text.split("。")[0] for p in shown]
+    dump = ask(f"[1] {pieces[0]}。\n[2] {pieces[1]}。\n[3] {pieces[2]}。")
+    assert dump.quoted and dump.reason == "the model pasted the evidence back piece by piece; quoted [1]"
+    assert dump.text.startswith("笔记原文：") and [c.n for c in dump.citations][:1] == [1]
+    # an answer that cites as it goes, or picks two pieces, is the model's own
+    for reply in (
+        f"{pieces[0]} [1]。{pieces[1]} [2]。{pieces[2]} [3]。",
+        f"[1] {pieces[0]}。 [3] {pieces[2]}。",
+    ):
+        assert not ask(reply).quoted
 
 
 def test_an_answer_of_marks_alone_quotes_the_evidence_it_points_at(searcher: Searcher) -> None:
@@ -414,6 +438,9 @@ def test_readable_keeps_comparisons_nesting_and_the_mark_outside_blocks() -> Non
     chunk = Chunk("n.md#1", "n.md", 0, 9, ("n.md", "x"), "x", True)
     fenced = prompt.quote("代码？", prompt.Passage(1, chunk, "代码：\n```\nx = 1\n```"))
     assert fenced.endswith("```\n\n[1]")
+    # a chunk that ends on an empty item (the notes' "- **3. 实战案例**" began the next section)
+    ended = prompt.quote("方案？", prompt.Passage(1, chunk, "- 方案：\n  - i. ShardKV 切分 KV。\n-"))
+    assert ended == "笔记原文：\n\n- 方案：\n  - i. ShardKV 切分 KV。 [1]"
 
 
 def test_an_answer_from_outside_the_notes_is_refused(searcher: Searcher) -> None:
