@@ -312,10 +312,12 @@ def render(
         asks = questions and _asks(raw) and not _structured(raw, before) and not _in_item(before)
         if (same in said and _prose(raw, before)) or (drop is not None and drop(raw)) or asks:
             skipped = True
-            # the line break before it or in it stays, so the lines around it are not joined
-            broke = "\n" in strip_marks(answer[at : s.start]) + raw[len(raw.rstrip()) :]
+            # the line breaks before it or in it stay (a blank line at most), so the lines around it are
+            # not joined
+            breaks = max(strip_marks(answer[at : s.start]).count("\n"), "\n" in raw[len(raw.rstrip()) :])
             text = text.rstrip(" \t")
-            text += "\n" if broke and text and not text.endswith("\n") else ""
+            have = len(text) - len(text.rstrip("\n"))
+            text += "\n" * max(0, min(breaks, 2) - have) if text else ""
             at = s.end
             continue
         said.add(same)
