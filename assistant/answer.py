@@ -160,7 +160,10 @@ def answer(
     if style == "evidence" and generated and not verdict.refused and not verdict.quoted:
         # Step 9: every mark checked against its evidence and moved to the evidence restated
         sentences = cite.verify(
-            sentences, texts, similar=_restates(searcher) if settings.mode != "bm25" else None
+            sentences,
+            texts,
+            similar=_restates(searcher) if settings.mode != "bm25" else None,
+            asked=standalone,
         )
         verdict = _checked(verdict, sentences, question, standalone, shown, result.hits, settings)
         if not verdict.refused and not verdict.quoted:
@@ -239,8 +242,9 @@ def _checked(
 ) -> Verdict:
     """After `cite.verify`: an answer whose sentences mostly restate no evidence (by characters; English
     ones judged across languages) is the model's own knowledge, not the notes': quote or refuse, as
-    `decide` does."""
-    judged = [s for s in sentences if s.supported is not None]
+    `decide` does. Pasted headings are not weighed: the answer leaves them out (`cite.render`)."""
+    pasted = pasted_heading(shown)
+    judged = [s for s in sentences if s.supported is not None and not pasted(cite.strip_marks(s.text))]
     weight = sum(len(s.text) for s in judged)
     unsupported = sum(len(s.text) for s in judged if not s.supported)
     if not weight or unsupported / weight <= 0.5:

@@ -239,6 +239,7 @@ def verify(
     lexical: float = LEXICAL,
     cross: float = RESTATES,
     names: bool = True,
+    asked: str = "",
 ) -> list[Sentence]:
     """Each sentence with the numbers of the evidence that supports it: its own marks where their
     evidence supports it, else the evidence that supports it best (moved), else no number and
@@ -247,9 +248,13 @@ def verify(
     With `names`, a sentence is supported only when the evidence that supports it also holds every
     technical name the sentence uses (together: a comparison may draw on two pieces): "RMSNorm 针对每个
     样本做归一化" restating a passage about LayerNorm word for word, the name swapped, is the merged false
-    statement the 1.5B model writes most often."""
+    statement the 1.5B model writes most often.
+
+    `asked` is the question: its words said back ("文本摘要和机器翻译一般分别用 ROUGE 指标评测") claim
+    nothing, so a sentence is judged on its other words when it has any."""
     grams = {n: bigrams(text) for n, text in passages.items()}
     words = {n: _evidence_words(text) for n, text in passages.items()}
+    given = bigrams(asked)
     out = []
     for s in found:
         mine = bigrams(s.text)
@@ -260,6 +265,7 @@ def verify(
             scores = dict(zip(order, similar(strip_marks(s.text), [passages[n] for n in order]), strict=True))
             ok = {n for n, v in scores.items() if v >= cross}
         elif len(mine) >= 4 and passages:
+            mine = (mine - given) or mine  # the question's own words, said back, claim nothing
             scores = {n: len(mine & g) / len(mine) for n, g in grams.items()}
             ok = {n for n, v in scores.items() if v >= lexical}
         else:

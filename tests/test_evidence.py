@@ -280,3 +280,16 @@ def test_pieces_of_evidence_never_repeat_an_atom() -> None:
     got = evidence.select(text, " ".join(targets), context=50, similar=similar)
     assert all(got.count(f"第{i:02d}") <= 1 for i in range(len(lengths)))
     assert all(f"第{i:02d}" in got for i in (2, 9, 10))
+
+
+def test_the_questions_own_words_said_back_claim_nothing() -> None:
+    """Dev d145: a right answer that repeats the question around the fact was judged unsupported (most of its
+    words are the question's, not the notes') and refused."""
+    metrics = {1: "**LLM的性能评价指标**\n* 文本摘要：ROUGE\n* 机器翻译：BLEU"}
+    question = "文本摘要和机器翻译一般分别用什么指标评测？"
+    said = "文本摘要和机器翻译一般分别用 ROUGE 指标评测 [1]。"
+    assert checked(said, metrics)[0].supported is False
+    assert [(s.supported, s.numbers) for s in checked(said, metrics, asked=question)] == [(True, (1,))]
+    # what it adds is still judged: a fact the notes do not give stays unsupported
+    invented = "文本摘要和机器翻译一般分别用困惑度指标评测 [1]。"
+    assert checked(invented, metrics, asked=question)[0].supported is False
