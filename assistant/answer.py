@@ -293,11 +293,12 @@ def _thin(
 def _pasted_in_turn(generated: str, shown: Sequence[prompt.Passage]) -> bool:
     """Does the answer walk through the evidence in its order, each piece under its own opening mark
     ("[1] … [2] … [3] …"): the prompt's evidence pasted back, not an answer chosen from it?"""
+    valid = [p.n for p in shown]
     opening = [
         n
-        for s in cite.sentences(generated, [p.n for p in shown])
+        for s in cite.sentences(generated, valid)
         if (lead := cite.LEAD.match(s.text))
-        for n in cite.parse(lead.group(1), [p.n for p in shown])
+        for n in cite.parse(lead.group(1), valid)
     ]
     return len(shown) >= 3 and opening[:3] == [1, 2, 3]
 

@@ -198,8 +198,7 @@ def cited_support(result: Answer, embedder: Any) -> tuple[float | None, int]:
     carries a mark; the number of marks in the text that name no passage). Marks that follow no words of
     their own are judged with the sentence before them."""
     texts = {p.n: p.text for p in result.passages}
-    # marks after no words of their own ("** [1]" after a bold line's "？", "- [1]") follow the sentence
-    # before them: that is what they cite
+    # "** [1]" after a bold line's "？", "- [1]": what such a mark cites is the sentence before it
     marked = [
         (s.text if cite.wording(s.text) or i == 0 else result.sentences[i - 1].text + s.text, s.cited)
         for i, s in enumerate(result.sentences)
