@@ -165,14 +165,16 @@ def answer(
             similar=_restates(searcher) if settings.mode != "bm25" else None,
             asked=standalone,
         )
-        verdict = _checked(verdict, sentences, question, standalone, shown, result.hits, settings)
+        pasted = pasted_heading(shown)
+        verdict = _checked(verdict, sentences, pasted, question, standalone, shown, result.hits, settings)
         if not verdict.refused and not verdict.quoted:
-            text, sentences = cite.render(generated, sentences, drop=pasted_heading(shown), questions=True)
+            in_turn = _pasted_in_turn(sentences, shown)  # read from the marks as the model wrote them
+            text, sentences = cite.render(generated, sentences, drop=pasted, questions=True)
             verdict = Verdict(text, False, "")
             if not cite.wording(text):  # headings were all it said
                 reason = f"the model only repeated headings; quoted [{shown[0].n}]"
                 verdict = _quote(standalone, shown[0], shown, reason)
-            elif _pasted_in_turn(generated, shown):
+            elif in_turn:
                 reason = f"the model pasted the evidence back piece by piece; quoted [{shown[0].n}]"
                 verdict = _quote(standalone, shown[0], shown, reason)
             else:  # judged on what it says: pasted headings and questions left out
@@ -234,6 +236,7 @@ def decide(
 def _checked(
     verdict: Verdict,
     sentences: list[cite.Sentence],
+    pasted: Callable[[str], bool],
     question: str,
     standalone: str,
     shown: list[prompt.Passage],
@@ -242,8 +245,8 @@ def _checked(
 ) -> Verdict:
     """After `cite.verify`: an answer whose sentences mostly restate no evidence (by characters; English
     ones judged across languages) is the model's own knowledge, not the notes': quote or refuse, as
-    `decide` does. Pasted headings are not weighed: the answer leaves them out (`cite.render`)."""
-    pasted = pasted_heading(shown)
+    `decide` does. Pasted headings (`pasted`, from `pasted_heading`) are not weighed: the answer leaves
+    them out (`cite.render`)."""
     judged = [s for s in sentences if s.supported is not None and not pasted(cite.strip_marks(s.text))]
     weight = sum(len(s.text) for s in judged)
     unsupported = sum(len(s.text) for s in judged if not s.supported)
@@ -290,15 +293,13 @@ def _thin(
     )
 
 
-def _pasted_in_turn(generated: str, shown: Sequence[prompt.Passage]) -> bool:
-    """Does the answer walk through the evidence in its order, each piece under its own opening mark
-    ("[1] … [2] … [3] …"): the prompt's evidence pasted back, not an answer chosen from it?"""
+def _pasted_in_turn(sentences: Sequence[cite.Sentence], shown: Sequence[prompt.Passage]) -> bool:
+    """Does the answer (its sentences as the model wrote them, `cite.sentences`) walk through the evidence
+    in its order, each piece under its own opening mark ("[1] … [2] … [3] …"): the prompt's evidence pasted
+    back, not an answer chosen from it?"""
     valid = [p.n for p in shown]
     opening = [
-        n
-        for s in cite.sentences(generated, valid)
-        if (lead := cite.LEAD.match(s.text))
-        for n in cite.parse(lead.group(1), valid)
+        n for s in sentences if (lead := cite.LEAD.match(s.text)) for n in cite.parse(lead.group(1), valid)
     ]
     return len(shown) >= 3 and opening[:3] == [1, 2, 3]
 
