@@ -12,6 +12,11 @@ Scoring an atom: the character bigrams and English words it shares with the ques
 for it (and whenever no atom shares a word) the `similar` callback (e5 similarity, from the answer
 pipeline) ranks the atoms instead, when given; else the lexical order, else the passage's start.
 
+A passage whose title restates the question ("30. load_in_8bit和 prepare_model_for_int8_training含义和
+区别", then a table) shares the most words with it through the title, but the title is not the answer: when
+the best atom is the passage's opening title line, the evidence is the title and what follows it, the
+atom after the title kept whole even when it is longer than the context (up to `longest`).
+
 A question that asks several things ("warmup 为什么能让训练更稳？一般预热多少步？") is answered by several
 atoms, often apart: each part (split at its question marks) picks its best atom too, each pick keeps the
 context a question of its own would, and `longest` is shared among them.
@@ -31,6 +36,8 @@ CONTEXT = 150  # characters of the note kept on each side of the best atom
 LONGEST = 900  # evidence longer than this keeps the best atom and less context
 PART = re.compile(r"(?<=[？?；;])")  # where a question of several parts is split
 GAP = " … "  # between two pieces of evidence apart in a passage
+SENTENCE_END = re.compile(r"[。！!；;.]\s*$")
+TITLE_END = re.compile(r"[？?:：]\s*(</u>|\*\*)?\s*$")
 
 
 def best_atom(text: str, question: str, spans: list[tuple[int, int]], similar: Similar | None) -> int:
@@ -73,12 +80,34 @@ def select(
     picks = sorted({best_atom(text, q, spans, similar) for q in [question, *parts(question)]})
     share = len(picks)
     ranges: list[tuple[int, int]] = []
-    for lo, hi in sorted(_grow(spans, best, context, longest // share) for best in picks):
+    for lo, hi in sorted(_around(text, spans, best, context, longest // share) for best in picks):
         if ranges and lo <= ranges[-1][1] + 1:  # touching or overlapping the piece before: one piece
             ranges[-1] = (ranges[-1][0], max(hi, ranges[-1][1]))
         else:
             ranges.append((lo, hi))
     return GAP.join(text[spans[lo][0] : spans[hi][1]].strip() for lo, hi in ranges)
+
+
+def title(text: str, spans: list[tuple[int, int]], i: int) -> bool:
+    """Whether atom `i` is the passage's opening title: its first atom, one line followed by a blank
+    line, either a markdown heading, a question, a line ending in a colon, or a line without a sentence end
+    ("30. load_in_8bit和 prepare_model_for_int8_training含义和区别")."""
+    if i != 0 or len(spans) < 2:
+        return False
+    start, end = spans[0]
+    line = text[start:end].strip()
+    if "\n" in line or not re.match(r"[ \t]*\n[ \t]*\n", text[end:]):
+        return False
+    return line.startswith("#") or bool(TITLE_END.search(line)) or not SENTENCE_END.search(line)
+
+
+def _around(text: str, spans: list[tuple[int, int]], best: int, context: int, longest: int) -> tuple[int, int]:
+    """(first, last) atom of the evidence for best atom `best`; for the passage's title, the atom after it
+    is the answer, kept whole with the title."""
+    if title(text, spans, best):
+        lo, hi = _grow(spans, best + 1, context, longest)
+        return min(lo, best), hi
+    return _grow(spans, best, context, longest)
 
 
 def _grow(spans: list[tuple[int, int]], best: int, context: int, longest: int) -> tuple[int, int]:

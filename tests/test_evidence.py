@@ -75,6 +75,29 @@ def test_a_question_sharing_no_word_is_ranked_by_similarity() -> None:
     assert lexical == "3. 不同任务换不同的 LoRA 模块。"  # without e5, the one shared word decides
 
 
+TITLED = (
+    "30. load_in_8bit和 prepare_model_for_int8_training含义和区别\n\n"
+    "| 特性 | load_in_8bit | prepare_model_for_int8_training |\n"
+    "| --- | --- | --- |\n"
+    "| 主要用途 | 推理优化 | 训练优化（使用 LLM.int8()） |\n"
+    "| 是否支持训练 | 否 | 是 |\n"
+    "| 操作对象 | 全模型权重 | 部分权重（如线性层） |\n"
+    "| 是否影响模型权重精度 | 是，权重全量化为 int8 | 混合精度（部分权重量化，部分保持浮点格式） |\n"
+    "| 典型应用场景 | 推理阶段，减少显存占用，加速推理 | 微调阶段，减少显存占用，支持量化感知训练 |\n"
+    "prepare_model_for_int8_training 对 LoRA 微调做了适配：layernorm 层保留 FP32 精度。\n"
+)
+
+
+def test_a_title_that_restates_the_question_brings_the_answer_after_it() -> None:
+    question = "load_in_8bit 和 prepare_model_for_int8_training 有什么区别？"
+    got = evidence.select(TITLED, question, context=60)  # the table is longer than 2 x 60
+    table = TITLED[TITLED.index("| 特性") : TITLED.index("prepare_model_for_int8_training 对")].strip()
+    assert got.startswith("30. load_in_8bit") and table in got  # the title, then its whole table
+    # a title further down is an ordinary atom: the evidence stays around it
+    later = FILLER * 8 + "\n\n" + TITLED
+    assert table not in evidence.select(later, question, context=40)
+
+
 WARMUP = (
     "学习率 warmup：训练初期模型参数是随机初始化的，直接用大学习率会让参数变动过大、难以收敛。"
     + FILLER * 6
