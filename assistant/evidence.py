@@ -101,7 +101,9 @@ def title(text: str, spans: list[tuple[int, int]], i: int) -> bool:
     return line.startswith("#") or bool(TITLE_END.search(line)) or not SENTENCE_END.search(line)
 
 
-def _around(text: str, spans: list[tuple[int, int]], best: int, context: int, longest: int) -> tuple[int, int]:
+def _around(
+    text: str, spans: list[tuple[int, int]], best: int, context: int, longest: int
+) -> tuple[int, int]:
     """(first, last) atom of the evidence for best atom `best`; for the passage's title, the atom after it
     is the answer, kept whole with the title."""
     if title(text, spans, best):
