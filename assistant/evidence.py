@@ -36,8 +36,7 @@ CONTEXT = 150  # characters of the note kept on each side of the best atom
 LONGEST = 900  # evidence longer than this keeps the best atom and less context
 PART = re.compile(r"(?<=[？?；;])")  # where a question of several parts is split
 GAP = " … "  # between two pieces of evidence apart in a passage
-SENTENCE_END = re.compile(r"[。！!；;.]\s*$")
-TITLE_END = re.compile(r"[？?:：]\s*(</u>|\*\*)?\s*$")
+SENTENCE_END = re.compile(r"[。！!；;.]\s*$")  # a line ending so is prose, not a title
 
 
 def best_atom(text: str, question: str, spans: list[tuple[int, int]], similar: Similar | None) -> int:
@@ -88,17 +87,17 @@ def select(
     return GAP.join(text[spans[lo][0] : spans[hi][1]].strip() for lo, hi in ranges)
 
 
-def title(text: str, spans: list[tuple[int, int]], i: int) -> bool:
-    """Whether atom `i` is the passage's opening title: its first atom, one line followed by a blank
-    line, either a markdown heading, a question, a line ending in a colon, or a line without a sentence end
-    ("30. load_in_8bit和 prepare_model_for_int8_training含义和区别")."""
+def _opening_title(text: str, spans: list[tuple[int, int]], i: int) -> bool:
+    """Whether atom `i` is the passage's opening title: its first atom, one line followed by a blank line,
+    a markdown heading or a line without a sentence end (a question, a line ending in a colon, "30.
+    load_in_8bit和 prepare_model_for_int8_training含义和区别")."""
     if i != 0 or len(spans) < 2:
         return False
     start, end = spans[0]
     line = text[start:end].strip()
     if "\n" in line or not re.match(r"[ \t]*\n[ \t]*\n", text[end:]):
         return False
-    return line.startswith("#") or bool(TITLE_END.search(line)) or not SENTENCE_END.search(line)
+    return line.startswith("#") or not SENTENCE_END.search(line)
 
 
 def _around(
@@ -106,7 +105,7 @@ def _around(
 ) -> tuple[int, int]:
     """(first, last) atom of the evidence for best atom `best`; for the passage's title, the atom after it
     is the answer, kept whole with the title."""
-    if title(text, spans, best):
+    if _opening_title(text, spans, best):
         lo, hi = _grow(spans, best + 1, context, longest)
         return min(lo, best), hi
     return _grow(spans, best, context, longest)
