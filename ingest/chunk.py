@@ -306,6 +306,25 @@ def atoms(text: str, *, max_chars: int = 400) -> list[tuple[int, int]]:
     return [_trim(text, a, b) for a, b in _atoms(text, 0, len(text), max_chars=max_chars)]
 
 
+WINDOW = 120  # characters of whole atoms in a window (chosen for practice's coverage verdicts; see README)
+
+
+def windows(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
+    """`text` cut between atoms into windows of at most `size` characters (a longer atom is one window):
+    their (start, end) in `text`; the whole text when it has no words. The index embeds each window of a
+    chunk under its heading path, so a question about one item of a long passage meets that item alone."""
+    out: list[tuple[int, int]] = []
+    start = end = None
+    for a, b in atoms(text):
+        if start is not None and end is not None and b - start > size:
+            out.append((start, end))
+            start = None
+        start, end = (a if start is None else start), b
+    if start is not None and end is not None:
+        out.append((start, end))
+    return [(a, b) for a, b in out if text[a:b].strip()] or [(0, len(text))]
+
+
 def _atoms(text: str, start: int, end: int, *, max_chars: int) -> list[tuple[int, int]]:
     """Sentences, with code blocks, tables and $$ formulas as single atoms. Bounded: a sentence longer than
     2 x max_chars (text without sentence ends) is cut into pieces of max_chars, a block longer than

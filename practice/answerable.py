@@ -18,25 +18,23 @@ Step 3: a card is answered when the confidence reaches `answered_above`; otherwi
 closest passage for the study plan and is never quizzed (there is no answer to grade against). Either way the
 closest window is kept as `focus`, the part of the passage a grade holds an answer to.
 
-Does not: grade, schedule, or cache results across runs (a coverage run searches every card and embeds the
-windows of each closest passage once).
+Does not: grade, schedule, cache results across runs, or embed passages (the index holds every passage's
+windows and their vectors: `retriever.index.Windows`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-from weakref import WeakKeyDictionary
 
 import numpy as np
 
 from assistant.retrieval import Searcher
-from ingest.chunk import Chunk, atoms
+from ingest.chunk import Chunk
 from practice.pool import Card
 from retriever.dense import Embedder
+from retriever.index import Index
 
 OWN = 1.0  # confidence of a question answered right below it in the notes
-WINDOW = 120  # characters of whole atoms a card is compared with (chosen on the tune and heldout samples)
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ def answerability(card: Card, searcher: Searcher, *, answered_above: float) -> A
     if not hits:
         return Answerability(card, False, 0.0, (), None)
     best = hits[0].chunk
-    confidence, (a, b) = closest_window(card.question, best, searcher.embedder)
+    confidence, (a, b) = closest_window(card.question, best, searcher.index, searcher.embedder)
     focus = (best.start + a, best.start + b)
     # Step 3: answered, or a gap
     if confidence < answered_above:
@@ -78,43 +76,15 @@ def for_question(question: str, searcher: Searcher, *, answered_above: float) ->
     return answerability(card, searcher, answered_above=answered_above)
 
 
-def closest_window(question: str, chunk: Chunk, embedder: Embedder) -> tuple[float, tuple[int, int]]:
-    """The best e5 cosine of `question` and a window of `chunk` (see the module docstring), and that
-    window's span in `chunk.text`."""
-    spans, vectors = _windows_of(embedder, chunk)
+def closest_window(
+    question: str, chunk: Chunk, index: Index, embedder: Embedder
+) -> tuple[float, tuple[int, int]]:
+    """The best e5 cosine of `question` and a window of `chunk` (the windows the index embedded, see the
+    module docstring), and that window's span in `chunk.text`."""
+    spans, vectors = index.windows_of(chunk)
     scores = vectors @ embedder.query(question)
     best = int(np.argmax(scores))
-    return round(float(scores[best]), 6), spans[best]
-
-
-def window_spans(text: str, size: int = WINDOW) -> list[tuple[int, int]]:
-    """`text` cut between atoms into windows of at most `size` characters (a longer atom is one window):
-    their (start, end) in `text`; the whole text when it has no words."""
-    out: list[tuple[int, int]] = []
-    start = end = None
-    for a, b in atoms(text):
-        if start is not None and end is not None and b - start > size:
-            out.append((start, end))
-            start = None
-        start, end = (a if start is None else start), b
-    if start is not None and end is not None:
-        out.append((start, end))
-    return [(a, b) for a, b in out if text[a:b].strip()] or [(0, len(text))]
-
-
-# windows and their vectors per embedder and passage: the cards of one run share passages; gone with the
-# embedder
-_WINDOWS: WeakKeyDictionary[Any, dict[Chunk, tuple[list[tuple[int, int]], np.ndarray]]] = WeakKeyDictionary()
-
-
-def _windows_of(embedder: Embedder, chunk: Chunk) -> tuple[list[tuple[int, int]], np.ndarray]:
-    """The chunk's window spans and their vectors, each window embedded under its heading path."""
-    known = _WINDOWS.setdefault(embedder, {})
-    if chunk not in known:
-        path = " > ".join(chunk.heading)
-        spans = window_spans(chunk.text)
-        known[chunk] = spans, embedder.passages([f"{path}\n{chunk.text[a:b]}" for a, b in spans])
-    return known[chunk]
+    return round(float(scores[best]), 6), (int(spans[best][0]), int(spans[best][1]))
 
 
 def _same_list(card: Card, chunk: Chunk) -> bool:

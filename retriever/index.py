@@ -1,8 +1,9 @@
 """The persistent index: chunks, their BM25 tokens and vectors, and a manifest, in one folder.
 
 Layout of the index folder:
-- `index.npz`: the whole index in one file (vectors + a JSON blob of manifest, chunks and tokens), written
-  under a temporary name and renamed, so an interrupted ingest leaves the previous index whole;
+- `index.npz`: the whole index in one file (vectors, the chunks' windows and their vectors, and a JSON blob
+  of manifest, chunks and tokens), written under a temporary name and renamed, so an interrupted ingest
+  leaves the previous index whole;
 - `manifest.json`: a readable copy of the manifest (settings, a sha256 per note file, counts, build time).
 
 `ingest` re-chunks and re-embeds only new or changed files and drops deleted ones; an index built with other
@@ -13,6 +14,11 @@ Two ingests of one index folder take turns (a lock file beside it, `.<folder>.in
 waits, says so, then updates from what the first saved, so no change is lost. An index built from another
 notes folder is never served or overwritten; an unreadable one is kept aside (`index.npz.bad-<time>`) and
 rebuilt; temporary files left by a killed save are removed by the next ingest.
+
+Each chunk is embedded whole and, cut into windows of whole sentences, list items or tables of up to
+`WINDOW` characters (`ingest.chunk.windows`), window by window under its heading path: a question about
+one item of a long passage is as close to that item as to a short passage about it, where the whole
+passage's vector dilutes it (`Index.closest_windows`, the default reranker).
 
 Does not: watch the notes (`stale` says when they changed since the last ingest).
 """
@@ -32,7 +38,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from ingest.chunk import VERSION as CHUNKER
-from ingest.chunk import Chunk, chunk_note
+from ingest.chunk import WINDOW, Chunk, chunk_note, windows
 from ingest.load import CorpusError, Note, load_notes, note_paths
 from retriever.bm25 import BM25
 from retriever.dense import Embedder, VectorIndex, model_identity
@@ -61,6 +67,36 @@ class IndexSettings:
     min_chars: int
     tokenizer: str = TOKENIZER
     chunker: str = CHUNKER
+    window_chars: int = WINDOW  # an index built before windows has no such field: rebuilt
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The chunks' windows, in chunk order: row r is the span `spans[r]` (in the chunk's text) of the chunk
+    at position `owner[r]`, embedded as `vectors[r]`."""
+
+    owner: np.ndarray  # int, (n,)
+    spans: np.ndarray  # int, (n, 2)
+    vectors: np.ndarray  # float32, (n, dim)
+
+    @classmethod
+    def of(cls, per_chunk: list[tuple[np.ndarray, np.ndarray]], dim: int) -> Windows:
+        """From (spans, vectors) per chunk, in chunk order."""
+        if not per_chunk:
+            return cls(np.zeros(0, np.int32), np.zeros((0, 2), np.int32), np.zeros((0, dim), np.float32))
+        owner = np.concatenate([np.full(len(sp), i, np.int32) for i, (sp, _) in enumerate(per_chunk)])
+        spans = np.concatenate([sp for sp, _ in per_chunk]).astype(np.int32).reshape(-1, 2)
+        return cls(owner, spans, np.concatenate([v for _, v in per_chunk]).astype(np.float32))
+
+    def of_chunk(self, position: int) -> tuple[np.ndarray, np.ndarray]:
+        """(spans, vectors) of the chunk at `position`."""
+        rows = self.owner == position
+        return self.spans[rows], self.vectors[rows]
+
+
+def window_text(chunk: Chunk, span: tuple[int, int]) -> str:
+    """What the embedder sees of a window: the chunk's heading path, then the window's text."""
+    return " > ".join(chunk.heading) + "\n" + chunk.text[span[0] : span[1]]
 
 
 @dataclass
@@ -71,6 +107,7 @@ class Index:
     tokens: list[list[str]]
     vectors: np.ndarray
     manifest: dict = field(default_factory=dict)
+    windows: Windows | None = None  # None: an index built without them (rebuilt before it is searched)
 
     @cached_property
     def bm25(self) -> BM25:
@@ -93,6 +130,33 @@ class Index:
             letters += sum(c.isalpha() for c in chunk.text)
             cjk += cjk_count(chunk.text)
         return cjk / letters if letters else 0.0
+
+    @cached_property
+    def positions(self) -> dict[str, int]:
+        """Chunk id -> its position."""
+        return {c.id: i for i, c in enumerate(self.chunks)}
+
+    def windows_of(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
+        """(spans, vectors) of the windows of `chunk`, one of this index's chunks."""
+        if self.windows is None:
+            raise ValueError("this index holds no windows: run `mianjing ingest` to rebuild it")
+        return self.windows.of_chunk(self.positions[chunk.id])
+
+    def closest_windows(self, query: np.ndarray, positions: list[int]) -> np.ndarray:
+        """For each chunk position, the best cosine of the query vector and one of that chunk's windows."""
+        if self.windows is None or not len(self.windows.owner):
+            raise ValueError("this index holds no windows: run `mianjing ingest` to rebuild it")
+        if query.size != self.windows.vectors.shape[1]:
+            raise ValueError(
+                "the index's window vectors are of another embedding model: run `mianjing ingest`"
+            )
+        wanted = np.asarray(positions, dtype=np.int64)
+        rows = np.flatnonzero(np.isin(self.windows.owner, wanted))  # only the candidates' windows: a small
+        # product stays on one thread (over all windows, BLAS's threads kept spinning and slowed the next
+        # query's embedding by ~20 ms on 2 cores)
+        best = np.full(len(self.chunks), -np.inf, dtype=np.float32)
+        np.maximum.at(best, self.windows.owner[rows], self.windows.vectors[rows] @ query.astype(np.float32))
+        return best[wanted]
 
     def mentions(self, term: str) -> bool:
         """Do the notes mention `term`, as BM25 sees it: its whole token, or every one of its parts
@@ -128,12 +192,28 @@ def load(index_dir: Path) -> Index:
         with np.load(path, allow_pickle=False) as data:
             meta = json.loads(bytes(data["meta"]).decode("utf-8"))
             vectors = np.array(data["vectors"], dtype=np.float32)
+            windows = None
+            if "window_vectors" in data.files or "window_chars" in meta["manifest"].get("settings", {}):
+                windows = Windows(
+                    np.array(data["window_owner"], dtype=np.int32),
+                    np.array(data["window_spans"], dtype=np.int32),
+                    np.array(data["window_vectors"], dtype=np.float32),
+                )
         chunks = [Chunk(**{**c, "heading": tuple(c["heading"])}) for c in meta["chunks"]]
         if meta["manifest"]["format"] != FORMAT or not len(chunks) == len(vectors) == len(meta["tokens"]):
             raise ValueError("inconsistent contents")
+        if windows is not None and not _windows_fit(windows, len(chunks)):
+            raise ValueError("inconsistent windows")
     except Exception as e:  # noqa: BLE001 - any damage means the same: rebuild
         raise IndexUnusable(f"index in {index_dir} is unreadable ({type(e).__name__}: {e})") from e
-    return Index(chunks, meta["tokens"], vectors, meta["manifest"])
+    return Index(chunks, meta["tokens"], vectors, meta["manifest"], windows)
+
+
+def _windows_fit(windows: Windows, n_chunks: int) -> bool:
+    """Every chunk has a window, each window one chunk, rows aligned."""
+    n = len(windows.owner)
+    aligned = windows.spans.shape == (n, 2) and len(windows.vectors) == n
+    return aligned and (n_chunks == 0 or np.array_equal(np.unique(windows.owner), np.arange(n_chunks)))
 
 
 def save(index: Index, index_dir: Path) -> None:
@@ -141,7 +221,18 @@ def save(index: Index, index_dir: Path) -> None:
     index_dir.mkdir(parents=True, exist_ok=True)
     meta = {"manifest": index.manifest, "chunks": [asdict(c) for c in index.chunks], "tokens": index.tokens}
     blob = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
-    _atomic_write(index_dir / INDEX_FILE, lambda f: np.savez(f, vectors=index.vectors, meta=blob))
+    w = index.windows or Windows.of([], index.vectors.shape[1] if index.vectors.ndim == 2 else 1)
+    _atomic_write(
+        index_dir / INDEX_FILE,
+        lambda f: np.savez(
+            f,
+            vectors=index.vectors,
+            meta=blob,
+            window_owner=w.owner,
+            window_spans=w.spans,
+            window_vectors=w.vectors,
+        ),
+    )
     text = json.dumps(index.manifest, ensure_ascii=False, indent=1).encode("utf-8")
     _atomic_write(index_dir / "manifest.json", lambda f: f.write(text))
 
@@ -207,12 +298,27 @@ def _ingest(
     old_files = old.manifest["files"] if old else {}
     keep = {n.source for n in notes if old_files.get(n.source, {}).get("sha256") == n.sha256}
     fresh = [n for n in notes if n.source not in keep]
-    chunks, tokens, vectors = _kept(old, keep) if old else ([], [], [])
+    chunks, tokens, vectors, per_chunk = _kept(old, keep) if old else ([], [], [], [])
     new_chunks = [c for note in fresh for c in chunk_note(note, **_chunk_args(settings))]
     if new_chunks:
-        new_vectors = embed(embedder(), [c.indexed for c in new_chunks], progress)
+        spans = [windows(c.text, settings.window_chars) for c in new_chunks]
+        pieces = [(k, window_text(c, sp)) for k, c in enumerate(new_chunks) for sp in spans[k]]
+        # a chunk that is one window (271 of the bundled 707) has that window's vector already
+        own = [text == new_chunks[k].indexed for k, text in pieces]
+        others = [text for (_, text), same in zip(pieces, own, strict=True) if not same]
+        embedded = embed(embedder(), [c.indexed for c in new_chunks] + others, progress)
+        new_vectors, rest = embedded[: len(new_chunks)], iter(embedded[len(new_chunks) :])
+        window_vectors = np.array(
+            [new_vectors[k] if same else next(rest) for (k, _), same in zip(pieces, own, strict=True)],
+            dtype=np.float32,
+        ).reshape(len(pieces), new_vectors.shape[1])
         chunks, tokens = chunks + new_chunks, tokens + [tokenize(c.indexed) for c in new_chunks]
         vectors = vectors + [new_vectors]
+        bounds = np.cumsum([0] + [len(sp) for sp in spans])
+        per_chunk += [
+            (np.array(sp, np.int32).reshape(-1, 2), window_vectors[bounds[i] : bounds[i + 1]])
+            for i, sp in enumerate(spans)
+        ]
     deleted = sorted(set(old_files) - {n.source for n in notes})
     report = IngestReport(
         files=len(notes),
@@ -230,11 +336,13 @@ def _ingest(
             save(old, index_dir)
         return old, _timed(report, began)
     order = sorted(range(len(chunks)), key=lambda i: (chunks[i].source, chunks[i].start))
+    all_vectors = np.concatenate(vectors)[order] if vectors else np.zeros((0, 1), np.float32)
     index = Index(
         [chunks[i] for i in order],
         [tokens[i] for i in order],
-        np.concatenate(vectors)[order] if vectors else np.zeros((0, 1), np.float32),
+        all_vectors,
         _manifest(corpus, settings, notes, chunks),
+        Windows.of([per_chunk[i] for i in order], all_vectors.shape[1]),
     )
     save(index, index_dir)
     return index, _timed(report, began)
@@ -313,9 +421,15 @@ def _mtime(path: Path) -> float:
         return 0.0
 
 
-def _kept(old: Index, keep: set[str]) -> tuple[list[Chunk], list[list[str]], list[np.ndarray]]:
+def _kept(
+    old: Index, keep: set[str]
+) -> tuple[list[Chunk], list[list[str]], list[np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    """The chunks of unchanged files, with their tokens, vectors and windows (an old index is only updated
+    in place when it has windows: `settings_changed`)."""
     rows = [i for i, c in enumerate(old.chunks) if c.source in keep]
-    return [old.chunks[i] for i in rows], [old.tokens[i] for i in rows], [old.vectors[rows]]
+    assert old.windows is not None
+    per_chunk = [old.windows.of_chunk(i) for i in rows]
+    return [old.chunks[i] for i in rows], [old.tokens[i] for i in rows], [old.vectors[rows]], per_chunk
 
 
 def _chunk_args(settings: IndexSettings) -> dict[str, int]:

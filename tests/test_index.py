@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from assistant.settings import Settings, index_settings
+from ingest.chunk import windows
 from retriever import index as index_
 from tests.conftest import SOURCES, HashEmbedder
 
@@ -41,7 +43,7 @@ def test_changed_file_is_the_only_one_reembedded(notes: Path, tmp_path: Path, em
     )
     before = embedder.calls
     index, report = ingest(notes, tmp_path / "ix", embedder)
-    assert report.changed == ["bold.txt"] and embedder.calls - before == 1
+    assert report.changed == ["bold.txt"] and embedder.calls - before == 1  # its one window is the passage
     assert [c.heading[-1] for c in index.chunks if c.source == "bold.txt"] == ["1、新问题：什么是 DPO？"]
     others = [c for c in first.chunks if c.source != "bold.txt"]
     assert [c for c in index.chunks if c.source != "bold.txt"] == others
@@ -103,7 +105,14 @@ def test_changed_settings_rebuild_everything(notes: Path, tmp_path: Path, embedd
     before = embedder.calls
     other = index_settings(Settings(embed_model="hash-test", max_chars=300))
     index, report = ingest(notes, tmp_path / "ix", embedder, other)
-    assert report.rebuilt == "settings changed" and embedder.calls - before == len(index.chunks)
+    assert index.windows is not None and report.rebuilt == "settings changed"
+    pieces = [
+        index_.window_text(c, tuple(s))
+        for i, c in enumerate(index.chunks)
+        for s in index.windows.of_chunk(i)[0]
+    ]
+    own = sum(text in {c.indexed for c in index.chunks} for text in pieces)  # a one-window chunk's is its own
+    assert 0 < own < len(pieces) and embedder.calls - before == len(index.chunks) + len(pieces) - own
     assert index_.load(tmp_path / "ix").manifest["settings"]["max_chars"] == 300
 
 
@@ -309,3 +318,44 @@ def test_a_touched_note_is_pointed_out_once(notes: Path, tmp_path: Path, embedde
     _, report = ingest(notes, tmp_path / "ix", embedder)
     assert report.unchanged == 6 and not report.changed
     assert index_.stale(index_.load(tmp_path / "ix"), notes) == ""
+
+
+def test_windows_are_kept_with_their_chunks_through_updates(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    """Every chunk is embedded window by window too (`ingest.chunk.windows`, under its heading path); the
+    windows follow their chunk when other files change, and load back as saved."""
+    ingest(notes, tmp_path / "ix", embedder)
+    (notes / "heading.md").unlink()  # chunks move: every later position shifts
+    index, _ = ingest(notes, tmp_path / "ix", embedder)
+    assert index.windows is not None
+    for position, chunk in enumerate(index.chunks):
+        spans, vectors = index.windows.of_chunk(position)
+        assert [tuple(s) for s in spans.tolist()] == windows(chunk.text, index_.WINDOW)
+        assert np.allclose(vectors, embedder.passages([index_.window_text(chunk, tuple(s)) for s in spans]))
+    loaded = index_.load(tmp_path / "ix")
+    assert loaded.windows is not None
+    assert (loaded.windows.owner == index.windows.owner).all()
+    assert (loaded.windows.vectors == index.windows.vectors).all()
+
+
+def test_an_index_without_windows_is_rebuilt_and_damaged_windows_are_unusable(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    index, _ = ingest(notes, tmp_path / "ix", embedder)
+    manifest = {
+        **index.manifest,
+        "settings": {k: v for k, v in index.manifest["settings"].items() if k != "window_chars"},
+    }
+    index_.save(index_.Index(index.chunks, index.tokens, index.vectors, manifest), tmp_path / "old")
+    with np.load(tmp_path / "old" / "index.npz") as data:  # as an index of before windows was written
+        np.savez(tmp_path / "old" / "index.npz", vectors=data["vectors"], meta=data["meta"])
+    assert index_.load(tmp_path / "old").windows is None
+    rebuilt, report = ingest(notes, tmp_path / "old", embedder)
+    assert report.rebuilt == "settings changed" and rebuilt.windows is not None
+    assert index_.settings_changed(index_.load(tmp_path / "old"), SETTINGS) == ""
+    with np.load(tmp_path / "ix" / "index.npz") as data:  # a window row lost: never served
+        arrays = {name: data[name] for name in data.files}
+    np.savez(tmp_path / "ix" / "index.npz", **{**arrays, "window_owner": arrays["window_owner"][:-1]})
+    with pytest.raises(index_.IndexUnusable, match="inconsistent windows"):
+        index_.load(tmp_path / "ix")

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from assistant.retrieval import Searcher
-from assistant.settings import from_env
-from ingest.chunk import atoms, chunk_note
+from assistant.settings import Settings, from_env, index_settings
+from ingest.chunk import atoms, chunk_note, windows
 from ingest.load import load_notes
 from practice import answerable, grade
 from practice.pool import Card, card_id, normalize, pool, select
+from retriever import index as index_
 from tests.conftest import HashEmbedder
 
 BANK = """大模型面试清单(5题)
@@ -251,7 +252,7 @@ def test_windows_are_whole_atoms_within_the_size() -> None:
     text = LONG.split("\n", 3)[3]  # the passage below its headings
     spans = atoms(text)
     starts, ends = {a for a, _ in spans}, {b for _, b in spans}
-    cut = [text[a:b] for a, b in answerable.window_spans(text, 120)]
+    cut = [text[a:b] for a, b in windows(text, 120)]
     assert len(cut) > 1
     at = 0
     for w in cut:  # in note order, each from an atom's start to an atom's end
@@ -260,20 +261,24 @@ def test_windows_are_whole_atoms_within_the_size() -> None:
         assert len(w) <= 120 or (at, at + len(w)) in spans  # longer only when it is one atom
         at += len(w)
     assert cut[-1].endswith("| batch | 4M tokens |")  # the table stays one piece
-    assert answerable.window_spans("   ", 120) == [(0, 3)]
+    assert windows("   ", 120) == [(0, 3)]
 
 
 def test_closeness_finds_the_list_item_that_answers(tmp_path: Path) -> None:
     notes = tmp_path / "notes"
     notes.mkdir()
     (notes / "long.md").write_text(LONG, encoding="utf-8")
-    (chunk,) = [c for note in load_notes(notes) for c in chunk_note(note) if "Temperature" in c.text]
     embedder = HashEmbedder()
+    settings = index_settings(Settings(embed_model="hash-test"))
+    index, _ = index_.ingest(notes, tmp_path / "ix", settings, embedder=lambda: embedder, warn=lambda _: None)
+    (chunk,) = [c for c in index.chunks if "Temperature" in c.text]
     question = "Temperature：生成时温度越高随机性越大吗？"
     whole = float(embedder.passages([chunk.indexed])[0] @ embedder.query(question))
-    near, _ = answerable.closest_window(question, chunk, embedder)
+    calls = embedder.calls
+    near, (a, b) = answerable.closest_window(question, chunk, index, embedder)
     assert near > whole + 0.05  # one item answers; the rest of the passage dilutes the whole's cosine
-    assert answerable.closest_window(question, chunk, embedder)[0] == near  # cached windows, same figure
+    assert "Temperature" in chunk.text[a:b] and len(chunk.text[a:b]) <= 120
+    assert embedder.calls == calls  # the index's window vectors: nothing embedded again
 
 
 def test_a_bank_card_answered_by_one_item_of_a_long_passage(bundled: Searcher) -> None:
