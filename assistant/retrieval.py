@@ -18,17 +18,18 @@ from assistant.settings import Settings, index_settings, search_args
 from ingest.load import note_paths
 from retriever import index as index_
 from retriever.dense import Embedder, SentenceEmbedder
-from retriever.rerank import BUNDLED_RERANKER, CONFIG, Reranker, load_reranker
+from retriever.rerank import BUNDLED_RERANKER, CONFIG, WINDOWS, Reranker, WindowReranker, load_reranker
 from retriever.search import Result, search
 
 TUNED = "reranker"  # in the index folder: the reranker `mianjing tune` trained for these notes
 
 
 def reranker_for(settings: Settings) -> str:
-    """The reranker to load: the one tuned for this notes folder when the setting is the bundled default
-    and `mianjing tune` activated one, else the setting itself."""
+    """The reranker to load: the one tuned for this notes folder when the setting is a built-in one (the
+    default window reranker, or the bundled adapter) and `mianjing tune` activated one, else the setting
+    itself."""
     tuned = settings.index_dir / TUNED
-    if settings.reranker == BUNDLED_RERANKER and (tuned / CONFIG).is_file():
+    if settings.reranker in (WINDOWS, BUNDLED_RERANKER) and (tuned / CONFIG).is_file():
         return str(tuned)
     return settings.reranker
 
@@ -59,7 +60,7 @@ class Searcher:
         self.settings = settings
         self.warn = warn or (lambda line: print(line, file=sys.stderr, flush=True))
         self._embedder = embedder  # loaded on first need unless given
-        self._reranker: tuple[Reranker | None, str] | None = None
+        self._reranker: tuple[Reranker | WindowReranker | None, str] | None = None
         self.index = self._open() if build else index_.Index([], [], np.zeros((0, 1), np.float32))
 
     def _open(self) -> index_.Index:
@@ -103,7 +104,7 @@ class Searcher:
         return self._embedder
 
     @property
-    def reranker(self) -> tuple[Reranker | None, str]:
+    def reranker(self) -> tuple[Reranker | WindowReranker | None, str]:
         """(reranker, "") or (None, why not); the reason is said once, when first asked."""
         if self._reranker is None:
             s = self.settings

@@ -17,6 +17,7 @@ from typing import Any
 
 from retriever.e5 import E5_NAME
 from retriever.index import IndexSettings
+from retriever.rerank import WINDOWS
 
 BUNDLED_CORPUS = Path(__file__).resolve().parent.parent / "corpus"
 
@@ -49,13 +50,13 @@ class Settings:
     cache: Path = Path("~/.cache/mianjing").expanduser()  # converted models, indexes
     embed_model: str = E5_NAME  # a sentence-transformers name or folder; default: bundled e5-small
     embed_batch: int = 4  # passages per embedding batch (4 pads less than 16 on these notes)
-    reranker: str = "BAAI/bge-reranker-base"  # CrossEncoder name (HF cache) or folder; "" = none
+    reranker: str = WINDOWS  # built in (each passage's closest window), or a CrossEncoder name or folder
     rerank_max_length: int = 512  # tokens of (question, passage) the cross-encoder reads
-    mode: str = "hybrid"  # bm25 | dense | hybrid | rerank
+    mode: str = "hybrid"  # bm25 | dense | hybrid | rerank (hybrid, then reranked; README: not for answers)
     k: int = 10  # hits to return
     candidates: int = 50  # per-retriever list length fed to fusion
-    rerank_candidates: int = 20  # fused hits the cross-encoder reorders
-    rerank_fusion: str = "rrf"  # rrf: cross-encoder rank fused with the first-stage rank; pure: it alone
+    rerank_candidates: int = 20  # fused hits the reranker reorders
+    rerank_fusion: str = "pure"  # pure: the reranker's order; rrf: its rank fused with the first stage's
     rrf_k: int = 60  # reciprocal rank fusion constant
     unanswered_weight: float = 0.5  # score factor for passages without an answer (question lists)
     max_chars: int = 800  # longest chunk before splitting at sentence ends

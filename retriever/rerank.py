@@ -1,6 +1,8 @@
-"""Cross-encoder reranking with `sentence_transformers.CrossEncoder`, or a plain statement that it is off.
+"""Reranking: the built-in `WindowReranker` (the default, `WINDOWS`: each passage scored by its closest
+window, from vectors the index holds), a `sentence_transformers.CrossEncoder`, or a plain statement that
+it is off.
 
-The model is mianjing's own (`BUNDLED_RERANKER`, the adapter shipped in retriever/reranker/), another
+A cross-encoder is mianjing's own (`BUNDLED_RERANKER`, the adapter shipped in retriever/reranker/), another
 adapter folder of that kind (`reranker.json` + `adapter.safetensors`, as `python -m tune.train` writes
 them), a CrossEncoder folder, or a hub name already in the Hugging Face cache. `locate` decides from the
 disk alone, in milliseconds, whether one can load, and why not. Loading never waits on the network.
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     import torch
 
 BUNDLED_RERANKER = "mianjing"  # the setting value meaning "the reranker shipped with mianjing"
+WINDOWS = "windows"  # the setting value meaning the built-in window reranker (`WindowReranker`, the default)
 BUNDLED_DIR = Path(__file__).resolve().parent / "reranker"
 CONFIG, WEIGHTS = "reranker.json", "adapter.safetensors"  # an adapter folder's two files
 FORMAT = 1  # of reranker.json; bump when the adapter layout changes
@@ -63,6 +66,8 @@ def locate(model: str) -> Availability:
     name in the local HF cache."""
     if not model:
         return Availability(None, "no reranker configured")
+    if model == WINDOWS:  # built in: the index's window vectors, no model file
+        return Availability(WINDOWS, "")
     if model == BUNDLED_RERANKER:
         return _locate_adapter(BUNDLED_DIR)
     folder = Path(model).expanduser()
@@ -340,11 +345,26 @@ class Reranker:
         return np.asarray(self.model.predict(pairs, batch_size=16, show_progress_bar=False), dtype=np.float32)
 
 
+class WindowReranker:
+    """The built-in reranker, no model of its own: a candidate's score is the best e5 cosine of the question
+    and one of the candidate's windows (whole sentences, list items or tables of up to 120 characters,
+    embedded under the heading path when the index was built: `Index.closest_windows`). A question about one
+    point of a long passage meets that point alone instead of the passage's average. It costs a matrix
+    product over vectors the index holds, no model call.
+
+    Measured (README, "The reranker"): MRR@10 of hybrid 0.811 -> 0.86 on the dev set's hand-written
+    questions, 0.804 -> 0.84 on held-out model-written ones."""
+
+    name = WINDOWS
+
+
 def load_reranker(
     model: str, *, max_length: int = 512, cache_dir: Path | None = None
-) -> tuple[Reranker | None, str]:
+) -> tuple[Reranker | WindowReranker | None, str]:
     """(reranker, "") when it loads, else (None, the reason in one line). An adapter is merged into its
     base first, once, under `cache_dir` (default ~/.cache/mianjing)."""
+    if model == WINDOWS:
+        return WindowReranker(), ""
     found = locate(model)
     if found.path is None:
         return None, found.reason

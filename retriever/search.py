@@ -1,7 +1,8 @@
 """One query -> ranked `Hit`s, in one of four modes: bm25, dense, hybrid (RRF of both), rerank.
 
 Each stage keeps its score and rank in `Hit.scores` / `Hit.ranks`, so a result can show why it was found.
-In rerank mode the cross-encoder scores the top `rerank_candidates` fused hits; with `rerank_fusion="rrf"`
+In rerank mode the reranker (a cross-encoder, or the built-in `WindowReranker`: each passage's closest
+window) scores the top `rerank_candidates` fused hits; with `rerank_fusion="rrf"`
 their order is the RRF of its ranking and the fused ranking (the cross-encoder corrects the first stage
 without overruling it alone), with `"pure"` its ranking alone.
 Passages marked `has_answer=False` (bare questions, question lists) keep their place in the candidate lists
@@ -20,7 +21,7 @@ from retriever import bm25 as bm25_
 from retriever.dense import Embedder
 from retriever.fuse import rrf
 from retriever.index import Index
-from retriever.rerank import Reranker
+from retriever.rerank import Reranker, WindowReranker
 from retriever.tokenize import tokenize
 
 MODES = ("bm25", "dense", "hybrid", "rerank")
@@ -52,13 +53,13 @@ def search(
     mode: str = "hybrid",
     k: int = 10,
     embedder: Embedder | None = None,
-    reranker: Reranker | None = None,
+    reranker: Reranker | WindowReranker | None = None,
     reranker_reason: str = "",
     candidates: int = 50,
     rerank_candidates: int = 20,
     rrf_k: int = 60,
     unanswered_weight: float = 0.5,
-    rerank_fusion: str = "rrf",
+    rerank_fusion: str = "pure",
 ) -> Result:
     """Rank the index's chunks for `query` (see the module docstring)."""
     if mode not in MODES:
@@ -76,7 +77,8 @@ def search(
         if embedder is None:
             raise ValueError(f"mode {mode!r} needs an embedding model")
         t = time.perf_counter()
-        lists["dense"] = index.vector_index.top(embedder.query(query), candidates)
+        query_vector = embedder.query(query)
+        lists["dense"] = index.vector_index.top(query_vector, candidates)
         timings["dense"] = _ms(t)
     # Step 2: fuse (hybrid, rerank) or take the single list
     if mode in ("hybrid", "rerank"):
@@ -90,7 +92,10 @@ def search(
     if mode == "rerank" and reranker is not None:
         t = time.perf_counter()
         head = order[:rerank_candidates]
-        scores = reranker.scores(query, [index.chunks[i].indexed for i, _ in head])
+        if isinstance(reranker, WindowReranker):
+            scores = index.closest_windows(query_vector, [i for i, _ in head])
+        else:
+            scores = reranker.scores(query, [index.chunks[i].indexed for i, _ in head])
         lists["rerank"] = sorted(zip([i for i, _ in head], scores.tolist(), strict=True), key=lambda x: -x[1])
         reordered = _prefer_answers(index, lists["rerank"], unanswered_weight, shift=True)
         if rerank_fusion == "rrf":  # the cross-encoder's rank and the first stage's rank, fused

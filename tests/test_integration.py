@@ -15,17 +15,21 @@ REPO = Path(__file__).resolve().parent.parent
 DEV = REPO / "eval" / "data" / "dev.jsonl"
 # Measured on the dev set (README, "Retrieval quality"); the margin absorbs small model/platform noise.
 HYBRID_HIT5 = 0.921
+RERANK_HIT5, RERANK_MRR10 = 0.966, 0.862  # the built-in window reranker, pure order (the default)
 MARGIN = 0.02
 
 
 def test_dev_set_retrieval_quality(bundled: Searcher) -> None:
     items, problems = load_dataset(DEV, BUNDLED_CORPUS)
     assert not problems and len(items) >= 60
-    report = summarize(retrieval_rows(bundled, items, ["bm25", "dense", "hybrid"], k=10))
-    hybrid = report["hybrid"]["overall"]
+    report = summarize(retrieval_rows(bundled, items, ["bm25", "dense", "hybrid", "rerank"], k=10))
+    hybrid, rerank = report["hybrid"]["overall"], report["rerank"]["overall"]
     assert hybrid["hit@5"] >= HYBRID_HIT5 - MARGIN
     assert hybrid["mrr@10"] > report["bm25"]["overall"]["mrr@10"]
     assert hybrid["mrr@10"] > report["dense"]["overall"]["mrr@10"]
+    assert "reranker" not in report["rerank"]  # it ran: no fallback to the fused order
+    assert rerank["hit@5"] >= RERANK_HIT5 - MARGIN and rerank["mrr@10"] >= RERANK_MRR10 - MARGIN
+    assert rerank["mrr@10"] > hybrid["mrr@10"] + MARGIN
 
 
 def test_cli_search_json_and_questions_file(bundled: Searcher, tmp_path: Path) -> None:

@@ -9,10 +9,11 @@ import pytest
 from rank_bm25 import BM25Okapi
 
 from assistant.settings import Settings, index_settings
+from ingest.chunk import windows
 from retriever import index as index_
 from retriever.bm25 import BM25, top
 from retriever.fuse import rrf
-from retriever.rerank import load_reranker, locate
+from retriever.rerank import WINDOWS, WindowReranker, load_reranker, locate
 from retriever.search import as_json, search
 from retriever.tokenize import tokenize
 from tests.conftest import HashEmbedder
@@ -94,8 +95,12 @@ def test_json_shape(index: index_.Index, embedder: HashEmbedder) -> None:
 
 
 def tiny_cross_encoder(folder: Path) -> Path:
-    """A random 2-layer BERT cross-encoder with a character vocabulary, saved like a hub model."""
+    """A random 2-layer BERT cross-encoder with a character vocabulary, saved like a hub model (seeded: the
+    same weights every run, so its scores, rounded in `Hit.scores`, order the same way)."""
+    import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(0)
 
     chars = sorted(
         set(
@@ -148,10 +153,13 @@ def test_rerank_runs_the_real_cross_encoder(
     # rrf: the order is that of 1/(60 + cross-encoder rank) + 1/(60 + fused rank), where the cross-encoder
     # ranking halves the (shifted) score of passages without an answer, as search does
     low = min(h.scores["rerank"] for h in result.hits)
-    ce = sorted(result.hits, key=lambda h: -((h.scores["rerank"] - low) * (1 if h.chunk.has_answer else 0.5)))
+    ce = sorted(  # scores are rounded in Hit.scores: a tie there keeps the cross-encoder's own rank
+        result.hits,
+        key=lambda h: (-((h.scores["rerank"] - low) * (1 if h.chunk.has_answer else 0.5)), h.ranks["rerank"]),
+    )
     fused = sorted(result.hits, key=lambda h: h.ranks["fused"])
-    both = {h.chunk.id: 1 / (61 + ce.index(h)) + 1 / (61 + fused.index(h)) for h in result.hits}
-    assert [h.chunk.id for h in result.hits] == sorted(both, key=lambda i: -both[i])
+    both = [1 / (61 + ce.index(h)) + 1 / (61 + fused.index(h)) for h in result.hits]
+    assert both == sorted(both, reverse=True)  # two hits may tie (ranks 1 and 3 against 3 and 1)
 
 
 def test_unavailable_reranker_is_found_out_fast_and_fused_order_kept(
@@ -165,3 +173,51 @@ def test_unavailable_reranker_is_found_out_fast_and_fused_order_kept(
     hybrid = search(index, "KV Cache", mode="hybrid", k=3, embedder=embedder)
     assert [h.chunk.id for h in result.hits] == [h.chunk.id for h in hybrid.hits]
     assert result.reranker == reason and result.hits[0].scores["rerank"] is None
+
+
+def test_the_window_reranker_scores_each_passage_by_its_closest_window(
+    index: index_.Index, embedder: HashEmbedder
+) -> None:
+    reranker, reason = load_reranker(WINDOWS)
+    assert isinstance(reranker, WindowReranker) and not reason
+    question = "KV Cache 是什么"
+    result = search(index, question, mode="rerank", k=5, embedder=embedder, reranker=reranker)
+    assert not result.reranker and "rerank" in result.timings_ms
+    q = embedder.query(question)
+    for hit in result.hits:
+        pieces = [index_.window_text(hit.chunk, span) for span in windows(hit.chunk.text)]
+        assert hit.scores["rerank"] == pytest.approx(float((embedder.passages(pieces) @ q).max()), abs=1e-5)
+    answered = [h.scores["rerank"] for h in result.hits if h.chunk.has_answer]
+    assert answered == sorted(answered, reverse=True)  # pure: its order alone (the default)
+
+
+def test_the_window_reranker_finds_the_one_item_of_a_long_passage_that_answers(
+    tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    """A long list of training tricks answers the question in one item; a short passage on the question's
+    topic does not. Against whole passages the short one is closer; against windows, the item wins."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    items = [  # with the clause added below, each ~70 characters: a window (at most 120) holds one
+        "学习率预热：训练开始时从很小的学习率逐步增大到峰值，避免早期参数更新过猛造成的损失震荡和发散问题。",
+        "梯度裁剪：每一步都把梯度的全局范数限制在一个阈值以内，防止个别异常样本引起梯度爆炸、训练崩溃。",
+        "混合精度：前向和反向传播用 FP16 或 BF16 计算以节省时间，主权重和优化器状态仍用 FP32 保存。",
+        "梯度累积：多个小批次的梯度累加起来再更新一次参数，这样用很小的显存也能模拟大批次训练的效果。",
+        "权重衰减：在优化器里对参数额外加 L2 惩罚项，让权重保持较小的数值，从而抑制模型的过拟合倾向。",
+        "数据打乱：每个 epoch 开始前重新打乱全部样本的顺序，减少数据排列顺序给训练结果带来的系统偏差。",
+        "早停：持续观察验证集上的损失，它连续多轮不再下降时就停止训练，并保留表现最好的那个检查点。",
+        "标签平滑：把 one-hot 标签稍微软化，给非目标类别也分一点概率，缓解模型在训练集上过度自信的问题。",
+    ]
+    lines = [f"- {item[:-1]}，这是大模型训练里常用的一个技巧。" for item in items]
+    (notes / "tricks.md").write_text("## 训练技巧有哪些？\n\n" + "\n".join(lines) + "\n")
+    (notes / "batch.md").write_text(
+        "## 小批次的梯度怎么更新参数？\n\n小批次的梯度噪声大，参数更新更频繁；批次越大梯度越稳定。\n"
+    )
+    built, _ = index_.ingest(
+        notes, tmp_path / "ix", index_settings(Settings(embed_model="hash-test")), embedder=lambda: embedder
+    )
+    question = "梯度累积：小批次的梯度累加起来再更新参数吗？"
+    dense = search(built, question, mode="dense", k=2, embedder=embedder)
+    reranked = search(built, question, mode="rerank", k=2, embedder=embedder, reranker=WindowReranker())
+    assert dense.hits[0].chunk.source == "batch.md"  # the whole list's vector is diluted by its other items
+    assert reranked.hits[0].chunk.source == "tricks.md"

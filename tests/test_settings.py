@@ -63,7 +63,7 @@ def test_chunk_defaults_are_the_index_settings() -> None:
     assert {k: v for k, v in defaults(chunk_note).items()} == {
         k: getattr(index_settings(DEFAULTS), k) for k in ("max_chars", "overlap", "min_chars")
     }
-    versions = {"tokenizer", "chunker"}  # the stages' own versions, not settings
+    versions = {"tokenizer", "chunker", "window_chars"}  # the stages' own versions and sizes, not settings
     knobs = {f.name for f in fields(IndexSettings) if f.name not in versions}
     assert not knobs & set(defaults(IndexSettings))
 

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 from retriever import rerank
 from retriever.e5 import E5_NAME
-from retriever.rerank import Reranker
+from retriever.rerank import Reranker, WindowReranker
 from tune import negatives as negatives_
 
 if TYPE_CHECKING:
@@ -284,7 +284,7 @@ def save_adapter(model: CrossEncoder, out: Path, settings: TrainSettings) -> Non
 
 # Step 5: held-out questions, hybrid vs rerank mode with each reranker (the search that users get)
 def heldout(
-    rows: list[dict[str, Any]], searcher: Any, rerankers: dict[str, Reranker], k: int
+    rows: list[dict[str, Any]], searcher: Any, rerankers: dict[str, Reranker | WindowReranker], k: int
 ) -> dict[str, Any]:
     """hit@1 / hit@5 / MRR@10 of the held-out questions: "hybrid", then rerank mode with each reranker,
     through `retriever.search.search` with the searcher's settings (fusion, candidates) and `k` hits."""
@@ -335,7 +335,7 @@ def run(
     settings: TrainSettings,
     *,
     cache_dir: Path,
-    current: Reranker | None = None,
+    current: Reranker | WindowReranker | None = None,
 ) -> tuple[CrossEncoder, dict[str, Any]]:
     """Steps 1-5 on loaded rows and an open Searcher; returns the trained (unmerged) model and the record.
     The held-out questions compare hybrid, the `current` reranker (when given) and the trained one."""
@@ -388,7 +388,9 @@ def run(
     return model, record
 
 
-def _compared(model: CrossEncoder, current: Reranker | None) -> dict[str, Reranker]:
+def _compared(
+    model: CrossEncoder, current: Reranker | WindowReranker | None
+) -> dict[str, Reranker | WindowReranker]:
     return {**({"current": current} if current is not None else {}), "tuned": Reranker.around(model)}
 
 
@@ -437,7 +439,7 @@ def build(
     searcher: Any,
     *,
     argv: list[str],
-    current: Reranker | None = None,
+    current: Reranker | WindowReranker | None = None,
     command: str = "python -m tune.train",
 ) -> tuple[CrossEncoder, dict[str, Any]]:
     """Train from a questions file into the adapter folder `out`, with its training.json; `command` and
