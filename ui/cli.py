@@ -61,7 +61,10 @@ def parser() -> argparse.ArgumentParser:
         "--corpus", type=Path, help="notes folder (env MIANJING_CORPUS; default: bundled notes)"
     )
     common.add_argument("--index", type=Path, help="index folder (env MIANJING_INDEX)")
-    common.add_argument("--reranker", help="CrossEncoder name or folder (env MIANJING_RERANKER)")
+    common.add_argument(
+        "--reranker",
+        help="'windows' (built in, the default), or a CrossEncoder name or folder (env MIANJING_RERANKER)",
+    )
     answering = argparse.ArgumentParser(add_help=False)
     answering.add_argument("-k", type=int, help="passages retrieved (default 10)")
     answering.add_argument("--mode", choices=MODES, help="retriever (default hybrid)")

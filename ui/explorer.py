@@ -21,7 +21,11 @@ LEGEND = {
     "bm25": "**bm25**: keyword score (BM25 over words and technical terms); more shared rare words, higher",
     "dense": "**dense**: cosine of the e5 embeddings of question and passage (-1..1); finds paraphrases",
     "fused": "**fused**: reciprocal rank fusion, Σ 1/(60 + rank) over bm25 and dense: both agreeing wins",
-    "rerank": "**rerank**: the cross-encoder's score of question and passage read together",
+    "rerank": (
+        "**rerank**: the reranker's score of the best fused passages: built in, the best e5 cosine of the "
+        "question and one window of the passage (a sentence, list item or table, up to 120 characters); a "
+        "cross-encoder, its score of question and passage read together"
+    ),
 }
 
 

@@ -21,7 +21,7 @@ from assistant.retrieval import Searcher, reranker_for
 from assistant.settings import Settings, generator_args
 from retriever import index
 from retriever.index import IngestReport
-from retriever.rerank import locate
+from retriever.rerank import WINDOWS, locate
 
 NO_LLM = "none"  # the model choice that means retrieval only
 INSTALL = (
@@ -79,6 +79,8 @@ def reranker_status(searcher: Searcher, mode: str) -> tuple[bool, str]:
         return False, found.reason
     if name != searcher.settings.reranker:
         name = "the reranker tuned on these notes"
+    elif name == WINDOWS:
+        name = "the built-in window reranker (each passage's closest window)"
     if mode != "rerank":
         return True, f"{name} found; it loads in rerank mode"
     reranker, why = searcher.reranker

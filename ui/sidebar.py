@@ -22,8 +22,8 @@ from ingest.load import CorpusError
 from ui import chat, feedback, history, render, resources
 
 ENABLE = (
-    "To enable it: `mianjing tune` trains one on your notes, or set `MIANJING_RERANKER` to a CrossEncoder "
-    "folder."
+    "To enable it: unset `MIANJING_RERANKER` (the built-in window reranker), set it to a CrossEncoder "
+    "folder, or let `mianjing tune` train one on your notes."
 )
 
 
@@ -34,8 +34,10 @@ def choices(searcher: Searcher, settings: Settings, modes: Sequence[str]) -> tup
     def named(mode: str) -> str:
         return f"{mode} (unavailable)" if mode == "rerank" and not usable else mode
 
+    # a reranker that cannot load would give the fused order: start from hybrid, which says so plainly
+    default = "hybrid" if settings.mode == "rerank" and not usable else settings.mode
     mode = st.selectbox(
-        "Retrieval mode", modes, index=list(modes).index(settings.mode), key="mode", format_func=named
+        "Retrieval mode", modes, index=list(modes).index(default), key="mode", format_func=named
     )
     usable, said = resources.reranker_status(searcher, mode)
     if usable:
