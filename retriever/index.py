@@ -16,7 +16,8 @@ notes folder is never served or overwritten; an unreadable one is kept aside (`i
 rebuilt; temporary files left by a killed save are removed by the next ingest.
 
 Each chunk is embedded whole and, cut into windows of whole sentences, list items or tables of up to
-`WINDOW` characters (`ingest.chunk.windows`), window by window under its heading path: a question about
+`WINDOW` characters (`ingest.chunk.windows`; a chunk without an answer is one window), window by window
+under its heading path: a question about
 one item of a long passage is as close to that item as to a short passage about it, where the whole
 passage's vector dilutes it (`Index.closest_windows`, the default reranker).
 
@@ -301,9 +302,12 @@ def _ingest(
     chunks, tokens, vectors, per_chunk = _kept(old, keep) if old else ([], [], [], [])
     new_chunks = [c for note in fresh for c in chunk_note(note, **_chunk_args(settings))]
     if new_chunks:
-        spans = [windows(c.text, settings.window_chars) for c in new_chunks]
+        # a passage without an answer (a question list) is one window, itself: nothing in it answers
+        spans = [
+            windows(c.text, settings.window_chars) if c.has_answer else [(0, len(c.text))] for c in new_chunks
+        ]
         pieces = [(k, window_text(c, sp)) for k, c in enumerate(new_chunks) for sp in spans[k]]
-        # a chunk that is one window (271 of the bundled 707) has that window's vector already
+        # a chunk that is one window has that window's vector already
         own = [text == new_chunks[k].indexed for k, text in pieces]
         others = [text for (_, text), same in zip(pieces, own, strict=True) if not same]
         embedded = embed(embedder(), [c.indexed for c in new_chunks] + others, progress)
