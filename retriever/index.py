@@ -17,9 +17,9 @@ rebuilt; temporary files left by a killed save are removed by the next ingest.
 
 Each chunk is embedded whole and, cut into windows of whole sentences, list items or tables of up to
 `WINDOW` characters (`ingest.chunk.windows`; a chunk without an answer is one window), window by window
-under its heading path: a question about
-one item of a long passage is as close to that item as to a short passage about it, where the whole
-passage's vector dilutes it (`Index.closest_windows`, the default reranker).
+under its heading path: a question about one item of a long passage is as close to that item as to a short
+passage about it, where the whole passage's vector dilutes it (`Index.closest_windows`, the default
+reranker).
 
 Does not: watch the notes (`stale` says when they changed since the last ingest).
 """
