@@ -48,7 +48,11 @@ class Chunk:
     @property
     def indexed(self) -> str:
         """What BM25 and the embedder see: the heading path, then the passage."""
-        return " > ".join(self.heading) + "\n" + self.text
+        return self.indexed_part(0, len(self.text))
+
+    def indexed_part(self, start: int, end: int) -> str:
+        """What the embedder sees of the window `text[start:end]` (`windows`): the heading path, then it."""
+        return " > ".join(self.heading) + "\n" + self.text[start:end]
 
 
 @dataclass(frozen=True)

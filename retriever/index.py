@@ -90,14 +90,9 @@ class Windows:
         return cls(owner, spans, np.concatenate([v for _, v in per_chunk]).astype(np.float32))
 
     def of_chunk(self, position: int) -> tuple[np.ndarray, np.ndarray]:
-        """(spans, vectors) of the chunk at `position`."""
-        rows = self.owner == position
-        return self.spans[rows], self.vectors[rows]
-
-
-def window_text(chunk: Chunk, span: tuple[int, int]) -> str:
-    """What the embedder sees of a window: the chunk's heading path, then the window's text."""
-    return " > ".join(chunk.heading) + "\n" + chunk.text[span[0] : span[1]]
+        """(spans, vectors) of the chunk at `position` (rows are in chunk order: a slice)."""
+        start, end = np.searchsorted(self.owner, [position, position + 1])
+        return self.spans[start:end], self.vectors[start:end]
 
 
 @dataclass
@@ -137,26 +132,28 @@ class Index:
         """Chunk id -> its position."""
         return {c.id: i for i, c in enumerate(self.chunks)}
 
+    def _held_windows(self) -> Windows:
+        if self.windows is None or (self.chunks and not len(self.windows.owner)):
+            raise ValueError("this index holds no windows: run `mianjing ingest` to rebuild it")
+        return self.windows
+
     def windows_of(self, chunk: Chunk) -> tuple[np.ndarray, np.ndarray]:
         """(spans, vectors) of the windows of `chunk`, one of this index's chunks."""
-        if self.windows is None:
-            raise ValueError("this index holds no windows: run `mianjing ingest` to rebuild it")
-        return self.windows.of_chunk(self.positions[chunk.id])
+        return self._held_windows().of_chunk(self.positions[chunk.id])
 
     def closest_windows(self, query: np.ndarray, positions: list[int]) -> np.ndarray:
         """For each chunk position, the best cosine of the query vector and one of that chunk's windows."""
-        if self.windows is None or not len(self.windows.owner):
-            raise ValueError("this index holds no windows: run `mianjing ingest` to rebuild it")
-        if query.size != self.windows.vectors.shape[1]:
+        windows = self._held_windows()
+        if query.size != windows.vectors.shape[1]:
             raise ValueError(
                 "the index's window vectors are of another embedding model: run `mianjing ingest`"
             )
         wanted = np.asarray(positions, dtype=np.int64)
-        rows = np.flatnonzero(np.isin(self.windows.owner, wanted))  # only the candidates' windows: a small
+        rows = np.flatnonzero(np.isin(windows.owner, wanted))  # only the candidates' windows: a small
         # product stays on one thread (over all windows, BLAS's threads kept spinning and slowed the next
         # query's embedding by ~20 ms on 2 cores)
         best = np.full(len(self.chunks), -np.inf, dtype=np.float32)
-        np.maximum.at(best, self.windows.owner[rows], self.windows.vectors[rows] @ query.astype(np.float32))
+        np.maximum.at(best, windows.owner[rows], windows.vectors[rows] @ query.astype(np.float32))
         return best[wanted]
 
     def mentions(self, term: str) -> bool:
@@ -211,9 +208,13 @@ def load(index_dir: Path) -> Index:
 
 
 def _windows_fit(windows: Windows, n_chunks: int) -> bool:
-    """Every chunk has a window, each window one chunk, rows aligned."""
+    """Every chunk has a window, each window one chunk, rows aligned and in chunk order."""
     n = len(windows.owner)
-    aligned = windows.spans.shape == (n, 2) and len(windows.vectors) == n
+    aligned = (
+        windows.spans.shape == (n, 2)
+        and len(windows.vectors) == n
+        and bool(np.all(np.diff(windows.owner) >= 0))
+    )
     return aligned and (n_chunks == 0 or np.array_equal(np.unique(windows.owner), np.arange(n_chunks)))
 
 
@@ -306,22 +307,20 @@ def _ingest(
         spans = [
             windows(c.text, settings.window_chars) if c.has_answer else [(0, len(c.text))] for c in new_chunks
         ]
-        pieces = [(k, window_text(c, sp)) for k, c in enumerate(new_chunks) for sp in spans[k]]
-        # a chunk that is one window has that window's vector already
-        own = [text == new_chunks[k].indexed for k, text in pieces]
-        others = [text for (_, text), same in zip(pieces, own, strict=True) if not same]
+        # a window that is its whole chunk (a short passage, a question list) has the chunk's vector already
+        others = [
+            c.indexed_part(a, b)
+            for c, of_c in zip(new_chunks, spans, strict=True)
+            for a, b in of_c
+            if (a, b) != (0, len(c.text))
+        ]
         embedded = embed(embedder(), [c.indexed for c in new_chunks] + others, progress)
         new_vectors, rest = embedded[: len(new_chunks)], iter(embedded[len(new_chunks) :])
-        window_vectors = np.array(
-            [new_vectors[k] if same else next(rest) for (k, _), same in zip(pieces, own, strict=True)],
-            dtype=np.float32,
-        ).reshape(len(pieces), new_vectors.shape[1])
         chunks, tokens = chunks + new_chunks, tokens + [tokenize(c.indexed) for c in new_chunks]
         vectors = vectors + [new_vectors]
-        bounds = np.cumsum([0] + [len(sp) for sp in spans])
-        per_chunk += [
-            (np.array(sp, np.int32).reshape(-1, 2), window_vectors[bounds[i] : bounds[i + 1]])
-            for i, sp in enumerate(spans)
+        per_chunk += [  # windows() gives every chunk at least one
+            (np.array(of_c, np.int32), np.stack([v if sp == (0, len(c.text)) else next(rest) for sp in of_c]))
+            for c, v, of_c in zip(new_chunks, new_vectors, spans, strict=True)
         ]
     deleted = sorted(set(old_files) - {n.source for n in notes})
     report = IngestReport(

@@ -106,11 +106,7 @@ def test_changed_settings_rebuild_everything(notes: Path, tmp_path: Path, embedd
     other = index_settings(Settings(embed_model="hash-test", max_chars=300))
     index, report = ingest(notes, tmp_path / "ix", embedder, other)
     assert index.windows is not None and report.rebuilt == "settings changed"
-    pieces = [
-        index_.window_text(c, tuple(s))
-        for i, c in enumerate(index.chunks)
-        for s in index.windows.of_chunk(i)[0]
-    ]
+    pieces = [c.indexed_part(*s) for i, c in enumerate(index.chunks) for s in index.windows.of_chunk(i)[0]]
     own = sum(text in {c.indexed for c in index.chunks} for text in pieces)  # a one-window chunk's is its own
     assert 0 < own < len(pieces) and embedder.calls - before == len(index.chunks) + len(pieces) - own
     assert index_.load(tmp_path / "ix").manifest["settings"]["max_chars"] == 300
@@ -333,7 +329,7 @@ def test_windows_are_kept_with_their_chunks_through_updates(
         spans, vectors = index.windows.of_chunk(position)
         whole = [(0, len(chunk.text))]  # a chunk without an answer (a question list) is one window
         assert [tuple(s) for s in spans.tolist()] == (windows(chunk.text) if chunk.has_answer else whole)
-        assert np.allclose(vectors, embedder.passages([index_.window_text(chunk, tuple(s)) for s in spans]))
+        assert np.allclose(vectors, embedder.passages([chunk.indexed_part(*s) for s in spans]))
     loaded = index_.load(tmp_path / "ix")
     assert loaded.windows is not None
     assert (loaded.windows.owner == index.windows.owner).all()

@@ -185,7 +185,7 @@ def test_the_window_reranker_scores_each_passage_by_its_closest_window(
     assert not result.reranker and "rerank" in result.timings_ms
     q = embedder.query(question)
     for hit in result.hits:
-        pieces = [index_.window_text(hit.chunk, span) for span in windows(hit.chunk.text)]
+        pieces = [hit.chunk.indexed_part(*span) for span in windows(hit.chunk.text)]
         assert hit.scores["rerank"] == pytest.approx(float((embedder.passages(pieces) @ q).max()), abs=1e-5)
     answered = [h.scores["rerank"] for h in result.hits if h.chunk.has_answer]
     assert answered == sorted(answered, reverse=True)  # pure: its order alone (the default)
