@@ -244,6 +244,41 @@ def test_an_answer_that_cuts_the_evidence_short_shows_the_evidence(searcher: Sea
     assert padded.reason.startswith("the answer left out most of evidence [1]")
 
 
+def test_a_thin_answer_quotes_the_evidence_it_restates_not_always_the_first(tmp_path: Path) -> None:
+    """[1] is a sibling passage on the question's topic and the answer restates [2] (dev d001 in rerank mode:
+    batch size ramp-up first, the scaling rule the answer states second): [2] is quoted, not [1]."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "train.md").write_text(
+        "# 训练技巧\n\n## 1. Batch Size 渐进式增大\n\n不要一开始就用很大的 Global Batch Size。先从小 batch"
+        " size 开始，随着训练步数逐步增加到目标 batch size，训练早期更新更频繁，后期梯度方向更精确，能减少"
+        "训练总时长。\n\n## 2. 学习率缩放规则\n\n当 Batch Size 扩大 N 倍时，为了保持梯度方差一致，学习率"
+        "通常也应扩大 N 倍，这是线性缩放规则。在超大规模模型下，学习率按根号 N 增加会比线性缩放更稳定，"
+        "这是平方根缩放规则。\n",
+        encoding="utf-8",
+    )
+    searcher = Searcher(
+        from_env(corpus=notes, index=tmp_path / "ix"), warn=lambda _: None, embedder=HashEmbedder()
+    )  # type: ignore[arg-type]
+
+    def ask(reply: str) -> Answer:
+        question = "batch size 渐进式增大的时候，学习率要跟着调吗？"
+        return answer(question, searcher=searcher, model=ScriptedModel(reply))
+
+    thin = ask("当 Batch Size 扩大 N 倍时，学习率也应扩大 N 倍 [1]。")
+    first, second = thin.passages[:2]
+    assert "渐进式" in first.chunk.heading[-1] and "缩放" in second.chunk.heading[-1]
+    assert thin.quoted and thin.reason.startswith("the answer left out most of evidence [2]")
+    assert "线性缩放规则" in thin.text and "渐进式" not in thin.text
+    assert [c.id for c in thin.citations] == [second.chunk.id]
+    # an answer that says the whole of what it restates stays the model's own, marked where it came from
+    full = ask(
+        "当 Batch Size 扩大 N 倍时，为了保持梯度方差一致，学习率也应扩大 N 倍，这是线性缩放规则 [1]。"
+        "超大规模模型下学习率按根号 N 增加更稳定 [1]。"
+    )
+    assert not full.quoted and not full.refused and [c.n for c in full.citations] == [2]
+
+
 def test_evidence_pasted_back_piece_by_piece_is_quoted_as_the_first(searcher: Searcher) -> None:
     """ "[1] … [2] … [3] …": the prompt's evidence walked through in order (the issue's passage dump, 19 dev
     answers) is not an answer chosen from it; the first evidence is shown, quoted."""
