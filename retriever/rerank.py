@@ -40,6 +40,8 @@ from retriever.e5 import E5_NAME, ensure_e5
 if TYPE_CHECKING:
     import torch
 
+    from retriever.index import Index
+
 BUNDLED_RERANKER = "mianjing"  # the setting value meaning "the reranker shipped with mianjing"
 WINDOWS = "windows"  # the setting value meaning the built-in window reranker (`WindowReranker`, the default)
 BUNDLED_DIR = Path(__file__).resolve().parent / "reranker"
@@ -338,6 +340,10 @@ class Reranker:
         reranker.model = model
         return reranker
 
+    def rank(self, index: Index, query: str, query_vector: np.ndarray, positions: list[int]) -> np.ndarray:
+        """Scores of the index's chunks at `positions` for `query`, read together with each chunk's text."""
+        return self.scores(query, [index.chunks[i].indexed for i in positions])
+
     def scores(self, query: str, passages: list[str]) -> np.ndarray:
         if not passages:
             return np.zeros(0, dtype=np.float32)
@@ -356,6 +362,10 @@ class WindowReranker:
     questions, 0.804 -> 0.84 on held-out model-written ones."""
 
     name = WINDOWS
+
+    def rank(self, index: Index, query: str, query_vector: np.ndarray, positions: list[int]) -> np.ndarray:
+        """Scores of the index's chunks at `positions`: each one's closest window to `query_vector`."""
+        return index.closest_windows(query_vector, positions)
 
 
 def load_reranker(

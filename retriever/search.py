@@ -92,10 +92,7 @@ def search(
     if mode == "rerank" and reranker is not None:
         t = time.perf_counter()
         head = order[:rerank_candidates]
-        if isinstance(reranker, WindowReranker):
-            scores = index.closest_windows(query_vector, [i for i, _ in head])
-        else:
-            scores = reranker.scores(query, [index.chunks[i].indexed for i, _ in head])
+        scores = reranker.rank(index, query, query_vector, [i for i, _ in head])
         lists["rerank"] = sorted(zip([i for i, _ in head], scores.tolist(), strict=True), key=lambda x: -x[1])
         reordered = _prefer_answers(index, lists["rerank"], unanswered_weight, shift=True)
         if rerank_fusion == "rrf":  # the cross-encoder's rank and the first stage's rank, fused
