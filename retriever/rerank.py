@@ -36,6 +36,7 @@ import numpy as np
 
 from retriever import built
 from retriever.e5 import E5_NAME, ensure_e5
+from retriever.tokenize import tokenize
 
 if TYPE_CHECKING:
     import torch
@@ -358,14 +359,27 @@ class WindowReranker:
     point of a long passage meets that point alone instead of the passage's average. It costs a matrix
     product over vectors the index holds, no model call.
 
-    Measured (README, "The reranker"): MRR@10 of hybrid 0.811 -> 0.86 on the dev set's hand-written
-    questions, 0.804 -> 0.84 on held-out model-written ones."""
+    The candidates' cosines lie within a few hundredths of each other, so the question's own words settle
+    near ties: `lexical` times the passage's BM25 score, as a share of the best candidate's, is added (at
+    0.005 a passage sharing the question's rare words outranks one whose window is 0.005 closer in meaning).
+
+    Measured (README, "The reranker"): MRR@10 of hybrid 0.811 -> 0.870 on the dev set's hand-written
+    questions (0.862 by the windows alone), 0.804 -> 0.852 on held-out model-written ones (0.836)."""
 
     name = WINDOWS
 
+    def __init__(self, lexical: float = 0.005) -> None:
+        self.lexical = lexical
+
     def rank(self, index: Index, query: str, query_vector: np.ndarray, positions: list[int]) -> np.ndarray:
-        """Scores of the index's chunks at `positions`: each one's closest window to `query_vector`."""
-        return index.closest_windows(query_vector, positions)
+        """Scores of the index's chunks at `positions`: each one's closest window to `query_vector`, plus
+        the share of the best BM25 score among them that it has, weighted by `lexical`."""
+        closest = index.closest_windows(query_vector, positions)
+        if not self.lexical or not positions:
+            return closest
+        words = index.bm25.scores(tokenize(query))[np.asarray(positions)]
+        best = float(words.max())
+        return closest + self.lexical * words / best if best > 0 else closest
 
 
 def load_reranker(

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 DEV = REPO / "eval" / "data" / "dev.jsonl"
 # Measured on the dev set (README, "Retrieval quality"); the margin absorbs small model/platform noise.
 HYBRID_HIT5 = 0.921
-RERANK_HIT5, RERANK_MRR10 = 0.966, 0.862  # the built-in window reranker, pure order (the default)
+RERANK_HIT5, RERANK_MRR10 = 0.966, 0.8695  # the built-in window reranker, pure order (the default)
 MARGIN = 0.02
 
 

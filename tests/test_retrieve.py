@@ -181,14 +181,40 @@ def test_the_window_reranker_scores_each_passage_by_its_closest_window(
     reranker, reason = load_reranker(WINDOWS)
     assert isinstance(reranker, WindowReranker) and not reason
     question = "KV Cache 是什么"
-    result = search(index, question, mode="rerank", k=5, embedder=embedder, reranker=reranker)
-    assert not result.reranker and "rerank" in result.timings_ms
+    assert len(index.chunks) <= 20  # every passage is a candidate (20) and a hit: the BM25 share is over all
+    result = search(index, question, mode="rerank", k=20, embedder=embedder, reranker=reranker)
+    assert not result.reranker and "rerank" in result.timings_ms and len(result.hits) == len(index.chunks)
     q = embedder.query(question)
+    words = index.bm25.scores(tokenize(question))
+    best = words.max()
+    assert best > 0
     for hit in result.hits:
         pieces = [hit.chunk.indexed_part(*span) for span in windows(hit.chunk.text)]
-        assert hit.scores["rerank"] == pytest.approx(float((embedder.passages(pieces) @ q).max()), abs=1e-5)
+        closest = float((embedder.passages(pieces) @ q).max())
+        lexical = reranker.lexical * words[index.positions[hit.chunk.id]] / best
+        assert hit.scores["rerank"] == pytest.approx(closest + lexical, abs=1e-5)
     answered = [h.scores["rerank"] for h in result.hits if h.chunk.has_answer]
     assert answered == sorted(answered, reverse=True)  # pure: its order alone (the default)
+
+
+def test_the_question_s_own_words_settle_near_ties_of_the_window_reranker(
+    index: index_.Index, embedder: HashEmbedder
+) -> None:
+    """Without its lexical part the reranker scores by the closest window alone; with it, a passage sharing
+    the question's words gains at most `lexical`, the one with the best BM25 score exactly that."""
+    question = "KV Cache 是什么"
+    q = embedder.query(question)
+    positions = list(range(len(index.chunks)))
+    alone = WindowReranker(lexical=0).rank(index, question, q, positions)
+    assert alone.tolist() == pytest.approx(index.closest_windows(q, positions).tolist())
+    both = WindowReranker(lexical=0.005).rank(index, question, q, positions)
+    gain = both - alone
+    words = index.bm25.scores(tokenize(question))
+    assert gain.max() == pytest.approx(0.005) and int(gain.argmax()) == int(words.argmax())
+    assert all(g == pytest.approx(0.0) for g, w in zip(gain, words, strict=True) if w == 0)
+    # a question none of whose words the notes hold is ranked by the windows alone
+    absent = "zzqx"
+    assert WindowReranker().rank(index, absent, q, positions).tolist() == pytest.approx(alone.tolist())
 
 
 def test_the_window_reranker_finds_the_one_item_of_a_long_passage_that_answers(
