@@ -84,8 +84,9 @@ def run(
     rows = _retrieve(searcher, chosen, options)
     result: dict = {"modes": summarize(rows)}
     # Step 4: answers, only when asked
-    if generate:
-        result["generation"] = generate(searcher, items, options)
+    if generate:  # in the settings' mode, as `ask` answers: --modes only names the retrievers scored above
+        warn(f"mianjing: answering in {settings.mode} mode (--mode; --modes scores retrieval only)")
+        result["generation"] = {**generate(searcher, items, options), "mode": settings.mode}
     # Step 5: the run record and the reports
     result["run"] = record(settings, options, searcher, chosen, problems, time.perf_counter() - began)
     if options.out:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -134,7 +135,7 @@ def test_generation_section_from_a_fake(
     calls: dict = {}
 
     def generation_report(searcher, model, items, answer_settings, *, judge=None, limit=None, progress=None):  # type: ignore[no-untyped-def]
-        calls.update(model=model, n=len(items), judge=judge, limit=limit)
+        calls.update(model=model, n=len(items), judge=judge, limit=limit, mode=answer_settings.mode)
         for _ in items[:limit]:
             progress("one")
         return {
@@ -157,8 +158,14 @@ def test_generation_section_from_a_fake(
         dataset=dataset, modes=("bm25",), generate=True, limit=2, judge="local", out=out
     )
     model = object()
-    result = command.run(settings, options, searcher=searcher, model=model)
-    assert calls == {"model": model, "n": 4, "judge": "local", "limit": 2}
+    said: list[str] = []
+    # the answers are retrieved in the settings' mode (`--mode`), whatever retrievers `--modes` scores
+    reranked = replace(settings, mode="rerank")
+    result = command.run(reranked, options, searcher=searcher, model=model, warn=said.append)
+    assert calls == {"model": model, "n": 4, "judge": "local", "limit": 2, "mode": "rerank"}
+    assert result["generation"]["mode"] == "rerank" and any(
+        "mianjing: answering in rerank mode" in line for line in said
+    )
     assert result["generation"]["parse_failures"] == 2 and result["run"]["dataset"]["items"] == 2
     page = (out / "report.html").read_text(encoding="utf-8")
     assert "refusal.accuracy" in page and "parse_failures" in page
@@ -178,8 +185,10 @@ def test_cli_eval_compare_and_errors(
     assert cli.main(["eval", *where, "--modes", "bm25", "--out", str(a)]) == 0
     out = capsys.readouterr()
     assert "| bm25 | 1.000 |" in out.out and "skipped data.jsonl:6: invalid JSON" in out.err
-    assert cli.main(["eval", *where, "--modes", "bm25", "-k", "1", "--out", str(b), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["run"]["k"] == 1
+    argv = ["eval", *where, "--modes", "bm25", "-k", "1", "--out", str(b), "--json", "--mode", "bm25"]
+    assert cli.main(argv) == 0
+    ran = json.loads(capsys.readouterr().out)["run"]
+    assert ran["k"] == 1 and ran["settings"]["mode"] == "bm25"  # the answers' retriever, recorded
     assert cli.main(["eval", "--compare", str(a / "metrics.json"), str(b / "metrics.json")]) == 0
     text = capsys.readouterr().out
     assert "| bm25 | 1.000 (+0.000) |" in text and "- k: 10 -> 1" in text

@@ -94,6 +94,9 @@ def parser() -> argparse.ArgumentParser:
     scoring = sub.add_parser("eval", parents=[common], help="score retrieval (and answers) on a question set")
     scoring.add_argument("--dataset", type=Path, help="JSONL with evidence (default eval/data/dev.jsonl)")
     scoring.add_argument("--modes", default=",".join(MODES), help="retrievers to score, comma-separated")
+    scoring.add_argument(
+        "--mode", choices=MODES, help="retriever the answers of --generate use (default hybrid; not --modes)"
+    )
     scoring.add_argument("-k", type=int, default=10, help="passages retrieved per question (default 10)")
     scoring.add_argument("--generate", action="store_true", help="also answer the questions and score them")
     scoring.add_argument("--judge", help="judge for the LLM-scored answer metrics (with --generate)")
