@@ -296,7 +296,7 @@ def _thin(
 
     if not thin(shown[0]):
         return verdict
-    chosen = _restated(said, standalone, shown)
+    chosen = _restated(answered, standalone, shown)
     if not thin(chosen):
         return verdict
     reason = f"the answer left out most of evidence [{chosen.n}] (kept {kept(chosen):.0%} of its words)"
@@ -306,11 +306,12 @@ def _thin(
 RESTATED = 1.5  # how much more of the answer another evidence must hold than [1] to be the one it restates
 
 
-def _restated(said: str, standalone: str, shown: list[prompt.Passage]) -> prompt.Passage:
-    """The evidence the answer restates: the one holding the most of its words (other than the question's,
-    which every evidence may share), when that is `RESTATED` times what [1] holds; else [1]. Retrieval's
-    order stays the tie-breaker, so an answer drawing on two passages alike is judged against [1]."""
-    mine = (answered := bigrams(said)) - bigrams(standalone) or answered
+def _restated(answered: set[str], standalone: str, shown: list[prompt.Passage]) -> prompt.Passage:
+    """The evidence the answer (`answered`: its bigrams) restates: the one holding the most of its words
+    (other than the question's, which every evidence may share), when that is `RESTATED` times what [1]
+    holds; else [1]. Retrieval's order stays the tie-breaker, so an answer drawing on two passages alike is
+    judged against [1]."""
+    mine = answered - bigrams(standalone) or answered
     held = [len(mine & bigrams(p.text)) for p in shown]
     best = max(range(len(shown)), key=lambda i: (held[i], -i))
     return shown[best] if held[best] > RESTATED * held[0] else shown[0]

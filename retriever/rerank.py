@@ -36,7 +36,6 @@ import numpy as np
 
 from retriever import built
 from retriever.e5 import E5_NAME, ensure_e5
-from retriever.tokenize import tokenize
 
 if TYPE_CHECKING:
     import torch
@@ -341,8 +340,11 @@ class Reranker:
         reranker.model = model
         return reranker
 
-    def rank(self, index: Index, query: str, query_vector: np.ndarray, positions: list[int]) -> np.ndarray:
-        """Scores of the index's chunks at `positions` for `query`, read together with each chunk's text."""
+    def rank(
+        self, index: Index, query: str, query_vector: np.ndarray, words: np.ndarray, positions: list[int]
+    ) -> np.ndarray:
+        """Scores of the index's chunks at `positions` for `query`, read together with each chunk's text
+        (`query_vector` and `words`, every chunk's BM25 score for it, are the window reranker's)."""
         return self.scores(query, [index.chunks[i].indexed for i in positions])
 
     def scores(self, query: str, passages: list[str]) -> np.ndarray:
@@ -371,15 +373,18 @@ class WindowReranker:
     def __init__(self, lexical: float = 0.005) -> None:
         self.lexical = lexical
 
-    def rank(self, index: Index, query: str, query_vector: np.ndarray, positions: list[int]) -> np.ndarray:
+    def rank(
+        self, index: Index, query: str, query_vector: np.ndarray, words: np.ndarray, positions: list[int]
+    ) -> np.ndarray:
         """Scores of the index's chunks at `positions`: each one's closest window to `query_vector`, plus
-        the share of the best BM25 score among them that it has, weighted by `lexical`."""
+        the share of the best BM25 score among them (`words`: every chunk's, as search computed them) that
+        it has, weighted by `lexical`."""
         closest = index.closest_windows(query_vector, positions)
         if not self.lexical or not positions:
             return closest
-        words = index.bm25.scores(tokenize(query))[np.asarray(positions)]
-        best = float(words.max())
-        return closest + self.lexical * words / best if best > 0 else closest
+        held = words[np.asarray(positions)]
+        best = float(held.max())
+        return closest + self.lexical * held / best if best > 0 else closest
 
 
 def load_reranker(

@@ -71,7 +71,8 @@ def search(
     # Step 1: the retrievers, each its own ranked list of (position, score)
     if mode != "dense":
         t = time.perf_counter()
-        lists["bm25"] = bm25_.top(index.bm25.scores(tokenize(query)), candidates)
+        words = index.bm25.scores(tokenize(query))  # every passage's, kept for the reranker
+        lists["bm25"] = bm25_.top(words, candidates)
         timings["bm25"] = _ms(t)
     if mode != "bm25":
         if embedder is None:
@@ -92,7 +93,7 @@ def search(
     if mode == "rerank" and reranker is not None:
         t = time.perf_counter()
         head = order[:rerank_candidates]
-        scores = reranker.rank(index, query, query_vector, [i for i, _ in head])
+        scores = reranker.rank(index, query, query_vector, words, [i for i, _ in head])
         lists["rerank"] = sorted(zip([i for i, _ in head], scores.tolist(), strict=True), key=lambda x: -x[1])
         reordered = _prefer_answers(index, lists["rerank"], unanswered_weight, shift=True)
         if rerank_fusion == "rrf":  # the cross-encoder's rank and the first stage's rank, fused
