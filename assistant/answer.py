@@ -397,16 +397,15 @@ def gate_shown(question: str, shown: Sequence[prompt.Passage]) -> str:
     """A refusal reason when the passages to be shown mention none of the names the question asks about
     ("K-means 聚类的 K 值怎么选？" over notes that have no K-means: the passages found are about top-k and
     Q/K/V, and the model would restate them as an answer). The names: in a Chinese question, its Latin words
-    written with a capital, a digit or a hyphen (ViT, K-means, FP16; not "patch" or "hallucination", often
-    the English word for what the notes say in Chinese); in an English question, `cite.is_name` ones; never
+    written with a capital or a digit (ViT, K-means, FP16; not "patch", "hallucination" or "dot-product",
+    often the English word for what the notes say in Chinese: "点乘（dot-product）"); in an English
+    question, `cite.is_name` ones; never
     the generic ones (LLM, GPU). A name counts as mentioned as BM25 sees it (`Index.mentions`)."""
     found = _latin_words(question)
     if prompt.is_english(question):
         names = [t for t in found if cite.is_name(t)]
     else:
-        names = [
-            t for t in found if len(t) > 1 and (t.lower() != t or any(c.isdigit() or c == "-" for c in t))
-        ]
+        names = [t for t in found if len(t) > 1 and (t.lower() != t or any(c.isdigit() for c in t))]
     names = [
         t for t in names if not any(part.lower().removesuffix("s") in cite.GENERIC for part in t.split("-"))
     ]

@@ -171,6 +171,9 @@ def test_passages_that_mention_none_of_the_question_names_refuse_before_generati
         gate_shown("ViT 和 Transformer 的区别？", passages) == ""
     )  # one name is there: the model may answer
     assert gate_shown("hallucination 怎么缓解？", passages) == ""  # a plain English word, not a name
+    # an English gloss of the Chinese term beside it, hyphen or not, is no name the passages must hold
+    assert gate_shown("attention 为啥用点乘（dot-product）？", shown("点乘注意力可以用矩阵乘法并行。")) == ""
+    assert gate_shown("K-means 的 K 怎么选？", passages) == "the passages found never mention K-means"
     assert gate_shown("LLM 的 GPU 显存怎么估？", passages) == ""  # generic names are no subject
     assert (
         gate_shown("How does ZeRO-3 shard the optimizer?", shown("ZeRO-3 切分参数、梯度和优化器状态。")) == ""
