@@ -20,6 +20,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 
 SUFFIXES = (".md", ".txt")
 MAX_BYTES = 20_000_000  # a note bigger than this is almost surely not a note
@@ -132,7 +133,10 @@ def _control_share(text: str) -> float:
 def read_note(path: Path, source: str, *, max_bytes: int = MAX_BYTES) -> Note:
     """One file -> Note; raises ValueError (with the reason) when it must be skipped."""
     try:
-        size = path.stat().st_size
+        stat = path.stat()
+        if not S_ISREG(stat.st_mode):  # a pipe or device named .md: reading it would wait forever
+            raise ValueError("not a regular file")
+        size = stat.st_size
         if size > max_bytes:
             raise ValueError(f"too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.0f} MB)")
         data = path.read_bytes()

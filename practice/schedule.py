@@ -9,8 +9,11 @@ left the notes keeps its state (retired) but is never due.
 
 New cards (never reviewed) enter at most `new_per_day` per UTC day, after the due ones.
 
-Does not: grade (see `grade`), decide which cards the notes answer (see `answerable`), or lock the file
-against two writers at once (the last save wins).
+Two front-ends practising one notes folder at once (a quiz in a terminal, the app, a script) each hold the
+state they loaded; `record` saves a review under a lock (`.practice.json.lock` beside the state), applied to
+the state as it is on disk then, so neither overwrites the other's reviews.
+
+Does not: grade (see `grade`), or decide which cards the notes answer (see `answerable`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -27,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from fsrs import Card as FsrsCard
 from fsrs import Rating, ReviewLog, Scheduler
 
@@ -39,39 +44,102 @@ RATING = {"again": Rating.Again, "hard": Rating.Hard, "good": Rating.Good, "easy
 
 @dataclass
 class Deck:
-    """The review state of one notes folder (owns what is saved)."""
+    """The review state of one notes folder (owns what is saved). `problem`: what `load` could not read of
+    it (a card or review log of a bad shape, set aside with a copy of the file kept), "" when nothing."""
 
     path: Path
     cards: dict[str, FsrsCard] = field(default_factory=dict)
     logs: list[dict] = field(default_factory=list)
+    problem: str = ""
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
+BAD = (ValueError, KeyError, TypeError, AttributeError)  # what fsrs's from_dict raises for a bad shape
+
+
 def load(path: Path) -> Deck:
-    """The saved state, or an empty one when there is none; ValueError in one line for an unreadable file,
-    which is first moved aside."""
+    """The saved state, or an empty one when there is none.
+
+    A file that is no state at all (not JSON, no cards or logs) is moved aside and ValueError says so in one
+    line. A state written by a newer mianjing is refused as it is, never moved. A state with some cards or
+    logs of a bad shape (edited by hand, a field lost) keeps the rest, saved as the state: a copy of the file
+    as it was is kept aside and `Deck.problem` says what was left out, so months of reviews are not set
+    aside for one bad card."""
     if not path.exists():
         return Deck(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("version") != VERSION:
+        if not isinstance(data, dict) or not isinstance(data.get("version"), int):
+            raise ValueError("not a practice state")
+        if data["version"] > VERSION:
+            raise OSError(
+                f"practice state {path} was written by a newer mianjing (version {data['version']}, this one "
+                f"reads {VERSION}): left as it is; upgrade mianjing to use it"
+            )
+        if (
+            data["version"] != VERSION
+            or not isinstance(data["cards"], dict)
+            or not isinstance(data["logs"], list)
+        ):
             raise ValueError(f"not a version {VERSION} practice state")
-        cards = {cid: FsrsCard.from_dict(card) for cid, card in data["cards"].items()}
-        logs = [dict(log) for log in data["logs"]]
-        for log in logs:
-            shape: Any = {k: v for k, v in log.items() if k != "card"}
-            ReviewLog.from_dict(shape)  # checks each log's shape
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        aside = path.with_name(f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    except (*BAD, UnicodeDecodeError) as e:
+        aside = _aside(path)
         os.replace(path, aside)
         raise ValueError(
             f"practice state {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
             f"kept aside as {aside.name}, the next review starts a new state"
         ) from None
-    return Deck(path, cards, logs)
+    cards, logs, errors = _cards(data["cards"]), _logs(data["logs"]), []
+    bad_cards, bad_logs = len(data["cards"]) - len(cards), len(data["logs"]) - len(logs)
+    if bad_cards or bad_logs:
+        aside = _aside(path)
+        shutil.copy2(path, aside)
+        left = [f"{bad_cards} of {len(data['cards'])} cards"] * bool(bad_cards)
+        left += [f"{bad_logs} of {len(data['logs'])} review logs"] * bool(bad_logs)
+        errors.append(
+            f"practice state {path}: {' and '.join(left)} unreadable, left out (the rest is used); "
+            f"the file as it was is kept as {aside.name}"
+        )
+        save(Deck(path, cards, logs))  # the rest, so the next load neither says it again nor copies again
+    return Deck(path, cards, logs, "".join(errors))
+
+
+def _cards(found: dict) -> dict[str, FsrsCard]:
+    cards = {}
+    for cid, card in found.items():
+        try:
+            cards[cid] = FsrsCard.from_dict(card)
+        except BAD:
+            continue
+    return cards
+
+
+def _logs(found: list) -> list[dict]:
+    logs = []
+    for log in found:
+        try:
+            if not isinstance(log.get("card"), str):
+                raise ValueError("a review log names no card")
+            shape: Any = {k: v for k, v in log.items() if k != "card"}
+            ReviewLog.from_dict(shape)  # checks the log's shape
+            datetime.fromisoformat(log["review_datetime"])  # stats and the daily allowance read it
+        except BAD:
+            continue
+        logs.append(dict(log))
+    return logs
+
+
+def _aside(path: Path) -> Path:
+    """A name for a bad state file that no earlier one has (two in one second get a number)."""
+    stem = f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside, n = path.with_name(stem), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{stem}-{n}")
+    return aside
 
 
 def save(deck: Deck) -> None:
@@ -81,8 +149,11 @@ def save(deck: Deck) -> None:
         "cards": {cid: card.to_dict() for cid, card in deck.cards.items()},
         "logs": deck.logs,
     }
-    deck.path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=deck.path.parent, prefix=f".{deck.path.name}.", suffix=".tmp")
+    try:
+        deck.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=deck.path.parent, prefix=f".{deck.path.name}.", suffix=".tmp")
+    except OSError as e:  # a read-only or missing folder: said with the folder, not a temporary name
+        raise OSError(f"cannot save the practice state in {deck.path.parent}: {e.strerror or e}") from e
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             json.dump(data, out, ensure_ascii=False, indent=1)
@@ -110,6 +181,20 @@ def review(
     updated, log = (scheduler or Scheduler()).review_card(card, RATING[rating], review_datetime=at)
     deck.cards[card_id] = updated
     deck.logs.append({"card": card_id, **log.to_dict()})
+    return updated
+
+
+def record(
+    deck: Deck, card_id: str, rating: str, *, at: datetime | None = None, scheduler: Scheduler | None = None
+) -> FsrsCard:
+    """`review`, then saved: under the state's lock, `deck` is first brought up to the state on disk (the
+    reviews another front-end saved since `deck` was loaded), so the save keeps them; ValueError in one line
+    (the file moved aside, as `load` does) when the state on disk became unreadable meanwhile."""
+    with FileLock(deck.path.with_name(f".{deck.path.name}.lock")):
+        current = load(deck.path)
+        deck.cards, deck.logs = current.cards, current.logs
+        updated = review(deck, card_id, rating, at=at, scheduler=scheduler)
+        save(deck)
     return updated
 
 

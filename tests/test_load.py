@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,14 @@ def test_huge_file_is_skipped(tmp_path: Path) -> None:
     warnings: list[str] = []
     assert load_notes(tmp_path, warn=warnings.append, max_bytes=100) == []
     assert "too large" in warnings[0]
+
+
+def test_a_pipe_named_like_a_note_is_skipped_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.md")
+    (tmp_path / "a.md").write_text("# 注意力\n\nQKV。\n", encoding="utf-8")
+    warnings: list[str] = []
+    assert [n.source for n in load_notes(tmp_path, warn=warnings.append)] == ["a.md"]
+    assert warnings == ["mianjing: skipped pipe.md: not a regular file"]
 
 
 def test_utf16_with_a_bom_is_read(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from practice.pool import card_id
 from tests.conftest import FIXTURES, cli
+from ui.practice_cli import rating_of
 
 BANK = """大模型面试清单(5题)
 
@@ -84,6 +85,28 @@ def test_grade_a_card_saves_the_review_and_stats_count_it(env: dict[str, str]) -
     assert code == 0 and stats["reviewed"] == 1 and stats["cards"] == 14  # the --no-save grade was not kept
 
 
+def test_a_rating_override_is_what_is_saved_and_printed(env: dict[str, str]) -> None:
+    code, out, err = run("practice", "grade", KV, "--answer", "", "--rating", "good", "--json", env=env)
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["rating"], result["graded"]) == ("good", "again")  # an empty answer grades again
+    state = json.loads((Path(env["MIANJING_INDEX"]) / "practice.json").read_text(encoding="utf-8"))
+    assert [(log["card"], log["rating"]) for log in state["logs"]] == [(KV, 3)]
+    code, _, err = run("practice", "grade", "--question", "KV?", "--answer", "x", "--rating", "good", env=env)
+    assert code == 2 and err.count("\n") == 1 and "--rating needs a card id" in err
+
+
+def test_a_typed_rating_is_a_name_its_first_letter_or_its_number() -> None:
+    assert [rating_of(t, "hard") for t in ("", " Good ", "e", "1", "4")] == [
+        "hard",
+        "good",
+        "easy",
+        "again",
+        "easy",
+    ]
+    assert rating_of("bogus", "hard") is None and rating_of("5", "good") is None
+
+
 def test_grade_any_question_against_retrieval_is_not_saved(env: dict[str, str]) -> None:
     env = {**env, "MIANJING_ANSWERED_ABOVE": "0.5"}
     code, out, err = run(
@@ -121,12 +144,13 @@ def test_next_gives_a_card_the_notes_answer(env: dict[str, str]) -> None:
 
 
 def test_interactive_practice_grades_overrides_and_saves(env: dict[str, str]) -> None:
-    answers = "推理时缓存历史 token 的 K 和 V\nhard\n"  # one answer, the rating overridden, then Ctrl-D
+    answers = "推理时缓存历史 token 的 K 和 V\nhrad\nhard\n"  # an answer, a typo asked again, then Ctrl-D
     code, out, err = run(
         "practice", "--heading", "注意力机制", "--file", "heading.md", stdin=answers, env=env
     )
     assert code == 0, err
     assert "问: 什么是 Self-Attention？" in out and "notes' answer:" in out and "saved: hard" in out
+    assert "not a rating" in out
     state = json.loads((Path(env["MIANJING_INDEX"]) / "practice.json").read_text(encoding="utf-8"))
     assert [(log["card"], log["rating"]) for log in state["logs"]] == [
         (card_id("heading.md", "什么是 Self-Attention？"), 2)

@@ -41,7 +41,7 @@ def test_reviews_and_logs_survive_a_save(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content", ["{not json", json.dumps({"version": 99, "cards": {}, "logs": []}), json.dumps({"version": 1})]
+    "content", ["{not json", json.dumps({"version": 1}), json.dumps({"version": 1, "cards": [], "logs": []})]
 )
 def test_a_corrupted_state_is_kept_aside_and_reported(tmp_path: Path, content: str) -> None:
     path = tmp_path / "practice.json"
@@ -99,3 +99,61 @@ def test_stats_count_due_reviews_retention_and_topics(tmp_path: Path) -> None:
         "a.md > 注意力": {"cards": 2, "reviewed": 2, "due": 1},
         "a.md > 并行": {"cards": 1, "reviewed": 0, "due": 0},
     }
+
+
+def test_two_corrupted_states_in_one_second_are_both_kept(tmp_path: Path) -> None:
+    path = tmp_path / "practice.json"
+    for content in ("{first", "{second"):
+        path.write_text(content, encoding="utf-8")
+        with pytest.raises(ValueError):
+            schedule.load(path)
+    kept = sorted(p.read_text(encoding="utf-8") for p in tmp_path.glob("practice.json.bad-*"))
+    assert kept == ["{first", "{second"]
+
+
+def test_a_state_from_a_newer_mianjing_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    path = tmp_path / "practice.json"
+    content = json.dumps({"version": 99, "cards": {}, "logs": [], "new": "field"})
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(OSError, match="newer mianjing"):
+        schedule.load(path)
+    assert path.read_text(encoding="utf-8") == content and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_one_bad_card_or_log_loses_only_itself_and_the_file_is_copied_aside(tmp_path: Path) -> None:
+    path = tmp_path / "practice.json"
+    deck = schedule.load(path)
+    for n in (1, 2, 3):
+        schedule.review(deck, f"a.md#{n}", "good", at=T0)
+    schedule.save(deck)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["cards"]["a.md#2"]["due"] = "not a date"
+    del data["logs"][2]["card"]
+    original = json.dumps(data)
+    path.write_text(original, encoding="utf-8")
+    back = schedule.load(path)
+    assert sorted(back.cards) == ["a.md#1", "a.md#3"] and [log["card"] for log in back.logs] == [
+        "a.md#1",
+        "a.md#2",
+    ]
+    assert "1 of 3 cards and 1 of 3 review logs unreadable" in back.problem and "\n" not in back.problem
+    (aside,) = tmp_path.glob("practice.json.bad-*")
+    assert aside.read_text(encoding="utf-8") == original and aside.name in back.problem
+    again = schedule.load(path)  # the rest was saved as the state: nothing more to say or copy
+    assert not again.problem and sorted(again.cards) == ["a.md#1", "a.md#3"]
+    assert len(list(tmp_path.glob("practice.json.bad-*"))) == 1
+
+
+def test_record_keeps_the_reviews_another_session_saved_meanwhile(tmp_path: Path) -> None:
+    path = tmp_path / "practice.json"
+    mine, theirs = schedule.load(path), schedule.load(path)  # two front-ends, each loaded before either saved
+    schedule.record(theirs, "a.md#1", "good", at=T0)
+    schedule.record(mine, "a.md#2", "again", at=T0 + timedelta(minutes=1))
+    schedule.record(theirs, "a.md#3", "easy", at=T0 + timedelta(minutes=2))
+    back = schedule.load(path)
+    assert [(log["card"], log["rating"]) for log in back.logs] == [
+        ("a.md#1", 3),
+        ("a.md#2", 1),
+        ("a.md#3", 4),
+    ]
+    assert sorted(back.cards) == ["a.md#1", "a.md#2", "a.md#3"] and sorted(theirs.cards) == sorted(back.cards)

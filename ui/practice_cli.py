@@ -56,6 +56,8 @@ def practice(args: argparse.Namespace, settings: Settings) -> int:
     searcher = Searcher(settings)
     cards = session.cards(searcher, source=args.file, heading=args.heading, topic=args.topic or "")
     deck = schedule.load(settings.index_dir / schedule.STATE)
+    if deck.problem:
+        _warn(f"mianjing: {deck.problem}")
     if args.action == "stats":
         result = schedule.stats(deck, cards)
         print(json.dumps(result, ensure_ascii=False, indent=1) if args.json else _stats_text(result))
@@ -104,6 +106,8 @@ def _grade(
         raise ValueError("practice grade needs --answer TEXT (an empty one counts as 'I don't know')")
     if bool(args.card) == bool(args.question):
         raise ValueError("practice grade needs a card id or --question TEXT (one of them)")
+    if args.rating and not args.card:
+        raise ValueError("--rating needs a card id: a grade of --question TEXT is not saved")
     if args.card:
         a = answerable.answerability(
             session.find(cards, args.card), searcher, answered_above=settings.answered_above
@@ -114,11 +118,12 @@ def _grade(
     model = None if DONT_KNOW.match(args.answer) else _model(args, settings)
     result = session.grade_answer(a, args.answer, searcher=searcher, model=model, settings=settings)
     next_due = None
+    rating = args.rating or result.rating
     if args.card:
-        next_due = schedule.review(deck, a.card.id, args.rating or result.rating).due
-        if not args.no_save:
-            schedule.save(deck)
+        next_due = (schedule.review if args.no_save else schedule.record)(deck, a.card.id, rating).due
     out = session.as_json(result, a, next_due)
+    if rating != result.rating:  # the rating saved is the user's; the grade's own is kept beside it
+        out["rating"], out["graded"] = rating, result.rating
     print(json.dumps(out, ensure_ascii=False, indent=1) if args.json else _grade_text(result, out))
     return 0
 
@@ -151,16 +156,33 @@ def _quiz(
             _wait(prepared)
             result = session.grade_answer(a, answer, searcher=searcher, model=model, settings=settings)
             print(_grade_text(result, session.as_json(result, a, None)))
-            chosen = input(f"rating [{'/'.join(RATINGS)}; Enter = {result.rating}]> ").strip().lower()
+            rating = _ask_rating(result.rating)
         except EOFError:
             print()
             return
-        rating = chosen if chosen in RATINGS else result.rating
-        due = schedule.review(deck, a.card.id, rating).due
-        if not args.no_save:
-            schedule.save(deck)
-        print(f"saved: {rating}; next review {due:%Y-%m-%d %H:%M} UTC")
+        due = (schedule.review if args.no_save else schedule.record)(deck, a.card.id, rating).due
+        print(f"{'not saved' if args.no_save else 'saved'}: {rating}; next review {due:%Y-%m-%d %H:%M} UTC")
     print("\nmianjing: nothing more due today.")
+
+
+def rating_of(typed: str, graded: str) -> str | None:
+    """The rating a typed reply means: Enter keeps the grade's; a rating's name, its first letter or its
+    number (1 again … 4 easy, as FSRS counts); None for anything else."""
+    typed = typed.strip().lower()
+    if not typed:
+        return graded
+    for n, name in enumerate(RATINGS, start=1):
+        if typed in (name, name[0], str(n)):
+            return name
+    return None
+
+
+def _ask_rating(graded: str) -> str:
+    """Ask until the reply is a rating (a typo is asked again, never saved as the grade's)."""
+    choices = "/".join(f"{n}.{name}" for n, name in enumerate(RATINGS, start=1))
+    while (rating := rating_of(input(f"rating [{choices}; Enter = {graded}]> "), graded)) is None:
+        print(f"  not a rating: type one of {', '.join(RATINGS)} (or its first letter or number)")
+    return rating
 
 
 def _wait(prepared: threading.Thread) -> None:

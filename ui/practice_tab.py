@@ -32,9 +32,11 @@ def show(searcher: Searcher, settings: Settings, model: Model | None) -> None:
     topic = st.text_input("Topic (optional)", key="practice_topic", placeholder="e.g. ZeRO, LoRA, 位置编码")
     try:
         deck = schedule.load(settings.index_dir / schedule.STATE)
-    except ValueError as e:  # a corrupted state file was moved aside by `load`: say so, never reset silently
+    except (ValueError, OSError) as e:  # corrupted (moved aside by `load`) or newer: said, never reset
         st.error(f"**Practice state unreadable:** {e}")
         return
+    if deck.problem:
+        st.warning(deck.problem)
     cards = session.cards(searcher, topic=topic.strip())
     progress(deck, cards)
     if not cards:
@@ -116,8 +118,11 @@ def rate(graded: Grade, current: answerable.Answerability, deck: schedule.Deck) 
         key="practice_rating",
     )
     if st.button("Save and next 保存并继续", type="primary", key="practice_save"):
-        due = schedule.review(deck, current.card.id, chosen).due
-        schedule.save(deck)
+        try:  # under the state's lock, onto what other sessions saved meanwhile
+            due = schedule.record(deck, current.card.id, chosen).due
+        except (ValueError, OSError) as e:  # the state on disk became unreadable, or cannot be written
+            st.error(f"**Practice state unreadable:** {e}")
+            return
         st.session_state["practice_saved"] = f"Saved {chosen}: next review {due:%Y-%m-%d %H:%M} UTC"
         _clear()
         st.rerun()
