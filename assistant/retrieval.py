@@ -35,15 +35,28 @@ def reranker_for(settings: Settings) -> str:
 
 
 def progress_lines(warn: Callable[[str], None], every: float = 5.0) -> index_.Progress:
-    """Embedding progress as a line through `warn` at most every `every` seconds, and at the end."""
-    last = [0.0]
+    """Embedding progress as a line through `warn` at most every `every` seconds, and at the end, with the
+    time left at the pace so far (texts are embedded longest first, so the estimate errs long)."""
+    began, last = time.monotonic(), [0.0]
 
     def report(done: int, total: int) -> None:
-        if time.monotonic() - last[0] >= every or done >= total:
-            last[0] = time.monotonic()
-            warn(f"mianjing: embedded {done}/{total} passages")
+        now = time.monotonic()
+        if now - last[0] >= every or done >= total:
+            last[0] = now
+            left = (now - began) / max(done, 1) * (total - done)
+            eta = f", about {_duration(left)} left" if 0 < done < total and left >= 1 else ""
+            warn(f"mianjing: embedded {done}/{total} passages{eta}")
 
     return report
+
+
+def _duration(seconds: float) -> str:
+    """3 s, 2 min, 1 h 5 min."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds // 3600:.0f} h {seconds % 3600 / 60:.0f} min"
 
 
 class Searcher:

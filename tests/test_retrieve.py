@@ -248,3 +248,19 @@ def test_the_window_reranker_finds_the_one_item_of_a_long_passage_that_answers(
     reranked = search(built, question, mode="rerank", k=2, embedder=embedder, reranker=WindowReranker())
     assert dense.hits[0].chunk.source == "batch.md"  # the whole list's vector is diluted by its other items
     assert reranked.hits[0].chunk.source == "tricks.md"
+
+
+def test_embedding_progress_says_the_time_left_at_the_pace_so_far(monkeypatch: pytest.MonkeyPatch) -> None:
+    from assistant import retrieval
+
+    clock = iter([0.0, 10.0, 11.0, 200.0])  # started, then three reports
+    monkeypatch.setattr(retrieval.time, "monotonic", lambda: next(clock))
+    said: list[str] = []
+    report = retrieval.progress_lines(said.append, every=5.0)
+    report(100, 1300)  # 10 s for 100: 1,200 more take 2 min
+    report(110, 1300)  # a second later: not said again yet
+    report(1300, 1300)  # the end is always said, without an estimate
+    assert said == [
+        "mianjing: embedded 100/1300 passages, about 2 min left",
+        "mianjing: embedded 1300/1300 passages",
+    ]
