@@ -268,6 +268,7 @@ def ingest(
     """
     if index_dir.exists() and not index_dir.is_dir():
         raise ValueError(f"index folder {index_dir} is a file: pass a folder (--index)")
+    made = not index_dir.exists()
     index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(index_dir.parent / f".{index_dir.name}.ingest.lock")
     try:
@@ -276,9 +277,14 @@ def ingest(
         warn(f"mianjing: another ingest of {index_dir} is running; waiting for it to finish")
         lock.acquire()
     try:
-        for leftover in index_dir.glob(".*.tmp"):  # a killed save's; no one else writes under the lock
-            leftover.unlink(missing_ok=True)
+        for name in (INDEX_FILE, "manifest.json"):  # a killed save's; not practice.json's, saved meanwhile
+            for leftover in index_dir.glob(f".{name}.*.tmp"):
+                leftover.unlink(missing_ok=True)
         return _ingest(corpus, index_dir, settings, embedder=embedder, warn=warn, progress=progress)
+    except BaseException:
+        if made and not any(index_dir.iterdir()):  # a failed first ingest (no notes) leaves no empty folder
+            index_dir.rmdir()
+        raise
     finally:
         lock.release()
 

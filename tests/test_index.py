@@ -132,6 +132,11 @@ def test_empty_corpus_is_an_error(tmp_path: Path, embedder: HashEmbedder) -> Non
     (tmp_path / "empty").mkdir()
     with pytest.raises(index_.CorpusError, match="no readable"):
         ingest(tmp_path / "empty", tmp_path / "ix", embedder)
+    assert not (tmp_path / "ix").exists()  # the folder it made for nothing is gone
+    (tmp_path / "kept").mkdir()  # a folder the user made stays
+    with pytest.raises(index_.CorpusError, match="no readable"):
+        ingest(tmp_path / "empty", tmp_path / "kept", embedder)
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_every_setting_variable_is_read() -> None:

@@ -189,3 +189,5 @@ def test_coverage_lines_report_and_exports(env: dict[str, str], tmp_path: Path) 
     )
     assert code == 0 and "wrote 8 cards" in err and (tmp_path / "d.apkg").stat().st_size > 0
     assert "## KV Cache 是什么？" in (tmp_path / "d.md").read_text(encoding="utf-8")
+    code, _, err = run("practice", "export", "--markdown", str(tmp_path), env=strict)
+    assert code == 2 and err.count("\n") == 1 and "is a folder: give a file name" in err

@@ -131,6 +131,12 @@ def _grade(
 def _export(args: argparse.Namespace, searcher: Searcher, cards: list, settings: Settings) -> None:
     if not args.anki and not args.markdown:
         raise ValueError("practice export needs --anki FILE.apkg or --markdown FILE")
+    for flag, path, example in (
+        ("--anki", args.anki, "deck.apkg"),
+        ("--markdown", args.markdown, "sheet.md"),
+    ):
+        if path and path.is_dir():  # checked before the cards are looked up: that takes a while
+            raise ValueError(f"{flag} {path} is a folder: give a file name, e.g. {path / example}")
     found = [answerable.answerability(c, searcher, answered_above=settings.answered_above) for c in cards]
     if args.anki:
         n = export.anki(found, args.anki)
