@@ -181,6 +181,8 @@ def answer(
                 verdict = _thin(verdict, text, standalone, shown, settings)
         if verdict.refused or verdict.quoted:
             sentences = _quoted(verdict) if verdict.quoted else []
+    if verdict.quoted:  # the sources show what the quote shows
+        shown = [prompt.whole(p) if p.n in verdict.passages else p for p in shown]
     source = [p for p in shown if p.n in verdict.passages] if verdict.quoted else shown
     timings.update(first_token=first_token, total=_ms(began))
     return Answer(
@@ -331,8 +333,8 @@ def _pasted_in_turn(sentences: Sequence[cite.Sentence], shown: Sequence[prompt.P
 def _quote(standalone: str, passage: prompt.Passage, shown: list[prompt.Passage], reason: str) -> Verdict:
     """The verdict that shows `passage` itself, quoted, in place of the model's answer, with the other shown
     pieces of its note section (a long answer split in two: "7" and "7~2"), so the quote is the notes' whole
-    answer there."""
-    pieces = prompt.section(passage, shown)
+    answer there; each piece whole, not the evidence the model was given (`prompt.whole`)."""
+    pieces = [prompt.whole(p) for p in prompt.section(passage, shown)]
     numbers = tuple(p.n for p in pieces)
     if len(pieces) > 1:
         reason += f" (with {', '.join(f'[{n}]' for n in numbers[1:])}, the rest of its section)"

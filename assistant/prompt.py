@@ -142,6 +142,20 @@ def _between(chunk: Chunk, start: int, end: int, passages: Sequence[Passage]) ->
     return None
 
 
+def whole(p: Passage) -> Passage:
+    """`p` as a quote shows it: the whole passage when it is at most `evidence.LONGEST` characters (the
+    notes' whole answer there: evidence cut for the model's sake — "①不稳定性：…" without its second
+    sentence and without ② — is no answer to read), else its evidence widened to whole lines."""
+    text = p.chunk.text
+    if len(text) <= evidence.LONGEST:
+        return Passage(p.n, p.chunk, text)
+    at = text.find(p.text)
+    if at < 0 or not p.text:
+        return p
+    end = text.find("\n", at + len(p.text))
+    return Passage(p.n, p.chunk, text[text.rfind("\n", 0, at) + 1 : len(text) if end < 0 else end])
+
+
 def section(first: Passage, shown: Sequence[Passage]) -> list[Passage]:
     """`first` and the other shown passages of the same note section (a long answer split into pieces)."""
     same = (first.chunk.source, first.chunk.heading)

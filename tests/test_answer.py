@@ -282,6 +282,39 @@ def test_a_thin_answer_quotes_the_evidence_it_restates_not_always_the_first(tmp_
     assert not full.quoted and not full.refused and [c.n for c in full.citations] == [2]
 
 
+def test_a_quote_shows_the_whole_passage_not_the_evidence_cut_for_the_model(tmp_path: Path) -> None:
+    """The evidence keeps ~150 characters around the best sentence, which can end inside an enumerated point
+    ("①不稳定性：…" without its second sentence, ② left out); a quote is read by the person, so it shows the
+    passage whole (up to `evidence.LONGEST`; beyond, the evidence widened to whole lines), and its sources
+    show the same."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    filler = (
+        "训练开始的若干步内，学习率从较小的初始值线性增加到最大学习率。这一阶段通常只占总步数的一小部分。"
+    )
+    point_1 = (
+        "**①不稳定性：**训练初期参数随机初始化，模型状态不稳定。此时较大的学习率会让参数变动太大，难以收敛。"
+    )
+    point_2 = "**②避免过拟合：**一开始就用大步长可能过早拟合训练数据，等模型稳定后再加大。"
+    (notes / "bert.md").write_text(
+        f"# BERT\n\n## 36. BERT 的学习率 warm-up 是怎样的？\n\n{filler}\n\n{point_1}\n{point_2}\n",
+        encoding="utf-8",
+    )
+    searcher = Searcher(
+        from_env(corpus=notes, index=tmp_path / "ix"), warn=lambda _: None, embedder=HashEmbedder()
+    )  # type: ignore[arg-type]
+    settings = replace(searcher.settings, evidence_context=40, quote_above=1.01)
+    question = "warm-up 时学习率从初始值怎么增加？"
+    result = answer(question, searcher=searcher, model=ScriptedModel("[1]"), settings=settings)
+    chunk = result.passages[0].chunk
+    assert result.quoted and point_2 not in result.diagnostics.prompt  # the model saw ① cut, no ②
+    assert "此时较大的学习率" in result.text and "②避免过拟合" in result.text  # both points, each whole
+    assert result.passages[0].text == chunk.text  # the sources show what the quote shows
+    long = replace(result.passages[0], text=point_1[:20])  # a passage longer than LONGEST: whole lines
+    longer = replace(chunk, text=f"{filler * 20}\n{point_1}\n{point_2}")
+    assert prompt.whole(replace(long, chunk=longer)).text == point_1
+
+
 def test_evidence_pasted_back_piece_by_piece_is_quoted_as_the_first(searcher: Searcher) -> None:
     """ "[1] … [2] … [3] …": the prompt's evidence walked through in order (the issue's passage dump, 19 dev
     answers) is not an answer chosen from it; the first evidence is shown, quoted."""
