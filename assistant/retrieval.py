@@ -83,8 +83,13 @@ class Searcher:
         try:
             index = index_.load(s.index_dir)
         except index_.IndexUnusable as e:
+            if s.index_dir.exists() and not s.index_dir.is_dir():
+                raise ValueError(f"index folder {s.index_dir} is a file: pass a folder (--index)") from None
             note_paths(s.corpus)  # a missing notes folder is the error to report, not the index
-            self.warn(f"mianjing: {e}; building it from {s.corpus}")
+            if not (
+                s.index_dir / index_.INDEX_FILE
+            ).exists():  # an unreadable one: ingest says it is kept aside
+                self.warn(f"mianjing: {e}; building it from {s.corpus}")
             return self.ingest()[0]
         index_.check_corpus(index, s.index_dir, s.corpus)
         if index_.settings_changed(index, index_settings(s)):

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from fsrs import Card as FsrsCard
 from fsrs import Rating, ReviewLog, Scheduler
 
 from practice.pool import Card
+from retriever.index import aside_name
 
 STATE = "practice.json"
 VERSION = 1
@@ -86,7 +86,7 @@ def load(path: Path) -> Deck:
         ):
             raise ValueError(f"not a version {VERSION} practice state")
     except (*BAD, UnicodeDecodeError) as e:
-        aside = _aside(path)
+        aside = aside_name(path)
         os.replace(path, aside)
         raise ValueError(
             f"practice state {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
@@ -95,7 +95,7 @@ def load(path: Path) -> Deck:
     cards, logs, errors = _cards(data["cards"]), _logs(data["logs"]), []
     bad_cards, bad_logs = len(data["cards"]) - len(cards), len(data["logs"]) - len(logs)
     if bad_cards or bad_logs:
-        aside = _aside(path)
+        aside = aside_name(path)
         shutil.copy2(path, aside)
         left = [f"{bad_cards} of {len(data['cards'])} cards"] * bool(bad_cards)
         left += [f"{bad_logs} of {len(data['logs'])} review logs"] * bool(bad_logs)
@@ -130,16 +130,6 @@ def _logs(found: list) -> list[dict]:
             continue
         logs.append(dict(log))
     return logs
-
-
-def _aside(path: Path) -> Path:
-    """A name for a bad state file that no earlier one has (two in one second get a number)."""
-    stem = f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
-    aside, n = path.with_name(stem), 1
-    while aside.exists():
-        n += 1
-        aside = path.with_name(f"{stem}-{n}")
-    return aside
 
 
 def save(deck: Deck) -> None:

@@ -370,6 +370,17 @@ def embed(model: Embedder, texts: list[str], progress: Progress | None = None) -
     return vectors[np.argsort(order)] if len(order) else vectors
 
 
+def aside_name(path: Path) -> Path:
+    """A name to keep a bad file aside under, `<name>.bad-<time>`, that no earlier one has (two in one
+    second get a number)."""
+    stem = f"{path.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside, n = path.with_name(stem), 1
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{stem}-{n}")
+    return aside
+
+
 def _reusable(
     index_dir: Path, corpus: Path, settings: IndexSettings, warn: Callable[[str], None]
 ) -> tuple[Index | None, str]:
@@ -379,7 +390,7 @@ def _reusable(
     try:
         old = load(index_dir)
     except IndexUnusable as e:
-        aside = index_dir / f"{INDEX_FILE}.bad-{time.strftime('%Y%m%d-%H%M%S')}"
+        aside = aside_name(index_dir / INDEX_FILE)
         os.replace(index_dir / INDEX_FILE, aside)
         warn(f"mianjing: {e}; kept it aside as {aside.name} and rebuilding it")
         return None, "unreadable index"

@@ -361,3 +361,22 @@ def test_an_index_without_windows_is_rebuilt_and_damaged_windows_are_unusable(
     np.savez(tmp_path / "ix" / "index.npz", **{**arrays, "window_owner": arrays["window_owner"][:-1]})
     with pytest.raises(index_.IndexUnusable, match="inconsistent windows"):
         index_.load(tmp_path / "ix")
+
+
+def test_searcher_says_once_that_an_unreadable_index_is_kept_aside(
+    notes: Path, tmp_path: Path, embedder: HashEmbedder
+) -> None:
+    from assistant.retrieval import Searcher
+
+    settings = Settings(corpus=notes, index=tmp_path / "ix")
+    Searcher(settings, warn=lambda _: None, embedder=embedder)
+    (tmp_path / "ix" / index_.INDEX_FILE).write_bytes(b"half a file")
+    said: list[str] = []
+    Searcher(settings, warn=said.append, embedder=embedder)
+    about = [line for line in said if "unreadable" in line]
+    assert len(about) == 1 and "kept it aside as index.npz.bad-" in about[0]
+    (tmp_path / "afile").write_text("x")
+    before = len(said)
+    with pytest.raises(ValueError, match="is a file"):
+        Searcher(Settings(corpus=notes, index=tmp_path / "afile"), warn=said.append, embedder=embedder)
+    assert len(said) == before  # no "building it" said first
