@@ -70,7 +70,7 @@ class Card:
 
     @property
     def where(self) -> str:
-        return f"{self.source}:{self.start}-{self.end} ({' > '.join(self.heading[1:]) or self.source})"
+        return f"{' > '.join(self.heading[1:]) or self.source} · {self.source} characters {self.start}–{self.end}"
 
 
 def normalize(question: str) -> str:

@@ -77,6 +77,7 @@ def test_a_card_points_at_its_question_line(bank: Path) -> None:
         text = (bank / card.source).read_text(encoding="utf-8")
         assert normalize(text[card.start : card.end]) == normalize(card.question), card
         assert "\n" not in text[card.start : card.end]
+        assert card.where.endswith(f"· {card.source} characters {card.start}–{card.end}")  # not lines
 
 
 def test_statements_placeholders_and_sections_are_not_questions(bank: Path) -> None:
