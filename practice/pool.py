@@ -70,7 +70,8 @@ class Card:
 
     @property
     def where(self) -> str:
-        return f"{' > '.join(self.heading[1:]) or self.source} · {self.source} characters {self.start}–{self.end}"
+        path = " > ".join(self.heading[1:]) or self.source
+        return f"{path} · {self.source} characters {self.start}–{self.end}"
 
 
 def normalize(question: str) -> str:
