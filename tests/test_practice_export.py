@@ -46,6 +46,10 @@ def test_anki_deck_reads_back_with_escaped_fields_and_stable_guids(tmp_path: Pat
     assert question == "&lt;KV&gt; &amp; Cache 是什么？"
     assert "缓存历史 token 的 K 和 V，用显存换时间。" in answer and "<br>" in answer and "<KV>" not in answer
     assert source.startswith("a.md &gt; 1、&lt;KV&gt;") and "[0:" in source
+    assert (
+        answer.startswith("<b>1、&lt;KV&gt; &amp; Cache 是什么？</b>") and "**" not in answer
+    )  # bold, not markdown
+    assert export._answer_html("## 标题\n\n正文 <u>重点</u>") == "<b>标题</b><br><br>正文 重点"
     again = tmp_path / "again.apkg"
     export.anki(FOUND, again)
     assert notes_in(again, tmp_path / "2")[0][0] == guid  # a re-export updates the same Anki note
