@@ -92,19 +92,20 @@ def load(path: Path) -> Deck:
             f"practice state {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
             f"kept aside as {aside.name}, the next review starts a new state"
         ) from None
-    cards, logs, errors = _cards(data["cards"]), _logs(data["logs"]), []
+    cards, logs = _cards(data["cards"]), _logs(data["logs"])
     bad_cards, bad_logs = len(data["cards"]) - len(cards), len(data["logs"]) - len(logs)
-    if bad_cards or bad_logs:
-        aside = aside_name(path)
-        shutil.copy2(path, aside)
-        left = [f"{bad_cards} of {len(data['cards'])} cards"] * bool(bad_cards)
-        left += [f"{bad_logs} of {len(data['logs'])} review logs"] * bool(bad_logs)
-        errors.append(
-            f"practice state {path}: {' and '.join(left)} unreadable, left out (the rest is used); "
-            f"the file as it was is kept as {aside.name}"
-        )
-        save(Deck(path, cards, logs))  # the rest, so the next load neither says it again nor copies again
-    return Deck(path, cards, logs, "".join(errors))
+    if not bad_cards and not bad_logs:
+        return Deck(path, cards, logs)
+    aside = aside_name(path)
+    shutil.copy2(path, aside)
+    left = [f"{bad_cards} of {len(data['cards'])} cards"] * bool(bad_cards)
+    left += [f"{bad_logs} of {len(data['logs'])} review logs"] * bool(bad_logs)
+    save(Deck(path, cards, logs))  # the rest, so the next load neither says it again nor copies again
+    problem = (
+        f"practice state {path}: {' and '.join(left)} unreadable, left out (the rest is used); "
+        f"the file as it was is kept as {aside.name}"
+    )
+    return Deck(path, cards, logs, problem)
 
 
 def _cards(found: dict) -> dict[str, FsrsCard]:
