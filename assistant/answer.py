@@ -401,8 +401,8 @@ def gate_shown(question: str, shown: Sequence[prompt.Passage]) -> str:
     Q/K/V, and the model would restate them as an answer). The names: in a Chinese question, its Latin words
     written with a capital or a digit (ViT, K-means, FP16; not "patch", "hallucination" or "dot-product",
     often the English word for what the notes say in Chinese: "点乘（dot-product）"); in an English
-    question, `cite.is_name` ones; never
-    the generic ones (LLM, GPU). A name counts as mentioned as BM25 sees it (`Index.mentions`)."""
+    question, `cite.is_name` ones; never the generic ones (LLM, GPU). A name counts as mentioned as BM25
+    sees it (`Index.mentions`)."""
     found = _latin_words(question)
     if prompt.is_english(question):
         names = [t for t in found if cite.is_name(t)]
