@@ -141,6 +141,8 @@ def test_next_gives_a_card_the_notes_answer(env: dict[str, str]) -> None:
     card = json.loads(out)
     assert card["card"] == card_id("bold.txt", "如何让llm具备工具调用能力") and card["new"] is True
     assert card["passages"] == ["bold.txt#1"] and card["confidence"] == 1.0
+    code, _, err = run("practice", "next", card["card"], env=env)  # a card id only grade takes
+    assert code == 2 and err.count("\n") == 1 and "only practice grade takes a card id" in err
 
 
 def test_interactive_practice_grades_overrides_and_saves(env: dict[str, str]) -> None:

@@ -53,6 +53,10 @@ def add_parsers(sub: argparse._SubParsersAction, parents: list[argparse.Argument
 
 
 def practice(args: argparse.Namespace, settings: Settings) -> int:
+    if args.card and args.action != "grade":  # "practice next CARD" would quietly give another card
+        raise ValueError(
+            f"only practice grade takes a card id ({args.card!r} given to {args.action or 'the quiz'})"
+        )
     searcher = Searcher(settings)
     cards = session.cards(searcher, source=args.file, heading=args.heading, topic=args.topic or "")
     deck = schedule.load(settings.index_dir / schedule.STATE)
