@@ -83,12 +83,9 @@ class Searcher:
         try:
             index = index_.load(s.index_dir)
         except index_.IndexUnusable as e:
-            if s.index_dir.exists() and not s.index_dir.is_dir():
-                raise ValueError(f"index folder {s.index_dir} is a file: pass a folder (--index)") from None
             note_paths(s.corpus)  # a missing notes folder is the error to report, not the index
-            if not (
-                s.index_dir / index_.INDEX_FILE
-            ).exists():  # an unreadable one: ingest says it is kept aside
+            # an unreadable one is said by ingest, which keeps it aside; only a missing one is said here
+            if not (s.index_dir / index_.INDEX_FILE).exists():
                 self.warn(f"mianjing: {e}; building it from {s.corpus}")
             return self.ingest()[0]
         index_.check_corpus(index, s.index_dir, s.corpus)

@@ -179,8 +179,9 @@ def record(
     deck: Deck, card_id: str, rating: str, *, at: datetime | None = None, scheduler: Scheduler | None = None
 ) -> FsrsCard:
     """`review`, then saved: under the state's lock, `deck` is first brought up to the state on disk (the
-    reviews another front-end saved since `deck` was loaded), so the save keeps them; ValueError in one line
-    (the file moved aside, as `load` does) when the state on disk became unreadable meanwhile."""
+    reviews another front-end saved since `deck` was loaded), so the save keeps them; what `load` raises
+    when the state on disk became unreadable meanwhile (ValueError, the file moved aside) or newer
+    (OSError)."""
     with FileLock(deck.path.with_name(f".{deck.path.name}.lock")):
         current = load(deck.path)
         deck.cards, deck.logs = current.cards, current.logs

@@ -181,8 +181,16 @@ class IngestReport:
     seconds: float
 
 
+def _folder(index_dir: Path) -> None:
+    """ValueError when the index folder named is a file (nothing to read, build or rebuild there)."""
+    if index_dir.exists() and not index_dir.is_dir():
+        raise ValueError(f"index folder {index_dir} is a file: pass a folder (--index)")
+
+
 def load(index_dir: Path) -> Index:
-    """Read the index; IndexUnusable with a one-line reason when there is none or it is broken."""
+    """Read the index; IndexUnusable with a one-line reason when there is none or it is broken (ValueError
+    when `index_dir` is a file)."""
+    _folder(index_dir)
     path = index_dir / INDEX_FILE
     if not path.is_file():
         raise IndexUnusable(f"no index in {index_dir}")
@@ -266,8 +274,7 @@ def ingest(
     `embedder` is called only when something must be embedded, so an unchanged corpus loads no model;
     `progress(done, total)` is called after each group of passages embedded.
     """
-    if index_dir.exists() and not index_dir.is_dir():
-        raise ValueError(f"index folder {index_dir} is a file: pass a folder (--index)")
+    _folder(index_dir)
     made = not index_dir.exists()
     index_dir.mkdir(parents=True, exist_ok=True)
     lock = FileLock(index_dir.parent / f".{index_dir.name}.ingest.lock")
